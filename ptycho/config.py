@@ -1,0 +1,257 @@
+"""Typed, validated configuration of the model core. Imports no TensorFlow.
+
+Three frozen dataclasses hold everything a run needs:
+
+* :class:`ModelConfig` -- the network and its physics layers (patch size ``N``, ``gridsize``, ...).
+* :class:`TrainingConfig` -- dose ``nphotons`` (expected photons per diffraction pattern), epochs,
+  batch size, loss weights, learning rate and seed.
+* :class:`SimulationConfig` -- the synthetic object, scan and number of patterns.
+
+Each validates itself on construction and raises :class:`ConfigError` (a ``ValueError``) whose
+message names the class, the field, the offending value and what is allowed. ``to_dict`` /
+``from_dict`` round-trip through plain JSON/TOML-compatible dictionaries; ``from_dict`` rejects
+unknown keys.
+
+Glossary used across ``ptycho/``: ``N`` patch side in pixels; ``C = gridsize**2`` patterns per
+sample; images are ``(B, N, N, C)``; positions are ``(B, 1, 2, C)`` in pixels, ordered
+``(row, col)``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, fields
+from typing import Any, Mapping
+
+__all__ = [
+    "ConfigError",
+    "ModelConfig",
+    "TrainingConfig",
+    "SimulationConfig",
+    "SUPPORTED_N",
+    "LOSS_PRESETS",
+]
+
+SUPPORTED_N = (16, 32, 64, 128, 256)
+AMP_ACTIVATIONS = ("sigmoid", "swish", "softplus", "relu")
+OBJECT_KINDS = ("lines", "grf")
+SCAN_KINDS = ("random", "grid")
+#: Named loss mixes used by sweep arms: ``loss = "nll"`` means Poisson NLL only, etc.
+LOSS_PRESETS: dict[str, dict[str, float]] = {
+    "nll": {"nll_weight": 1.0, "mae_weight": 0.0},
+    "mae": {"nll_weight": 0.0, "mae_weight": 1.0},
+}
+
+
+class ConfigError(ValueError):
+    """An invalid configuration value; the message names the field and what is allowed."""
+
+
+def _fail(owner: str, name: str, value: Any, allowed: str) -> None:
+    raise ConfigError(f"{owner}.{name} = {value!r} is invalid: {allowed}")
+
+
+def _check_int(owner, name, value, lo=None, hi=None):
+    if isinstance(value, bool) or not isinstance(value, int):
+        _fail(owner, name, value, "must be an integer")
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
+        rng = f"from {lo} to {hi}" if hi is not None else f">= {lo}"
+        _fail(owner, name, value, f"must be an integer {rng}")
+
+
+def _check_float(owner, name, value, lo=None, hi=None, lo_open=False):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        _fail(owner, name, value, "must be a number")
+    if not math.isfinite(value):
+        _fail(owner, name, value, "must be finite")
+    if lo is not None and (value <= lo if lo_open else value < lo):
+        _fail(owner, name, value, f"must be {'>' if lo_open else '>='} {lo}")
+    if hi is not None and value > hi:
+        _fail(owner, name, value, f"must be <= {hi}")
+
+
+def _check_bool(owner, name, value):
+    if not isinstance(value, bool):
+        _fail(owner, name, value, "must be true or false")
+
+
+def _check_choice(owner, name, value, choices):
+    if value not in choices:
+        _fail(owner, name, value, f"must be one of {', '.join(map(repr, choices))}")
+
+
+class _ConfigBase:
+    """Shared dict round-trip for the config dataclasses."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]):
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(
+                f"{cls.__name__}: unknown key(s) {', '.join(map(repr, unknown))}; "
+                f"allowed keys are {', '.join(sorted(known))}"
+            )
+        return cls(**dict(data))
+
+    def replace(self, **changes):
+        """A copy with ``changes`` applied (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class ModelConfig(_ConfigBase):
+    """The network and its physics layers.
+
+    Attributes:
+        N: patch and diffraction-pattern side in pixels; a power of two from 16 to 256.
+        gridsize: neighbouring scan positions per sample along each axis; ``C = gridsize**2``.
+        n_filters_scale: multiplies the U-Net filter counts (32, 64, 128, ... per level).
+        offset: nominal spacing in pixels between neighbours of one group.
+        max_position_jitter: extra canvas margin in pixels for positions off the nominal grid.
+        object_big: reassemble the object from the C patches by position (only used when
+            gridsize > 1); False treats the C patches independently.
+        pad_object: the decoder predicts the central ``N/2 x N/2`` object region and zero pads it
+            to ``N`` (2x oversampled diffraction); False predicts the full ``N x N`` patch.
+        probe_scale: the ``default_probe_scale`` of the default probe: the radius of the probe's
+            Fourier-space aperture is ``N / (4 * probe_scale)`` pixels (larger = wider focus).
+        probe_mask: multiply the probe by the disc of radius N/4 (its support).
+        probe_trainable: let the probe be learnt.
+        intensity_scale_trainable: let the log intensity scale be learnt.
+        amp_activation: activation of the amplitude head.
+        use_xla: use the XLA-compilable translation and compile the model with ``jit_compile``.
+    """
+
+    N: int = 64
+    gridsize: int = 1
+    n_filters_scale: int = 2
+    offset: int = 4
+    max_position_jitter: int = 10
+    object_big: bool = True
+    pad_object: bool = True
+    probe_scale: float = 0.7
+    probe_mask: bool = True
+    probe_trainable: bool = False
+    intensity_scale_trainable: bool = True
+    amp_activation: str = "sigmoid"
+    use_xla: bool = False
+
+    def __post_init__(self):
+        o = type(self).__name__
+        if isinstance(self.N, bool) or not isinstance(self.N, int) or self.N not in SUPPORTED_N:
+            _fail(o, "N", self.N, f"must be a power of two from 16 to 256 ({SUPPORTED_N})")
+        _check_int(o, "gridsize", self.gridsize, 1, 3)
+        _check_int(o, "n_filters_scale", self.n_filters_scale, 1, 8)
+        _check_int(o, "offset", self.offset, 1, self.N)
+        _check_int(o, "max_position_jitter", self.max_position_jitter, 0, self.N)
+        _check_bool(o, "object_big", self.object_big)
+        _check_bool(o, "pad_object", self.pad_object)
+        _check_float(o, "probe_scale", self.probe_scale, 0.0, 16.0, lo_open=True)
+        _check_bool(o, "probe_mask", self.probe_mask)
+        _check_bool(o, "probe_trainable", self.probe_trainable)
+        _check_bool(o, "intensity_scale_trainable", self.intensity_scale_trainable)
+        _check_choice(o, "amp_activation", self.amp_activation, AMP_ACTIVATIONS)
+        _check_bool(o, "use_xla", self.use_xla)
+
+    @property
+    def C(self) -> int:
+        """Channels per sample: ``gridsize**2`` diffraction patterns."""
+        return self.gridsize**2
+
+    @property
+    def padded_size(self) -> int:
+        """Side of the canvas on which a group's C patches are reassembled, in pixels."""
+        return self.N + (self.gridsize - 1) * self.offset + self.max_position_jitter
+
+
+@dataclass(frozen=True)
+class TrainingConfig(_ConfigBase):
+    """Training of one arm.
+
+    Attributes:
+        nphotons: dose, the expected total photon count of one diffraction pattern (> 0).
+        nepochs: passes over the training set (>= 1).
+        batch_size: samples per gradient step (>= 1).
+        nll_weight, mae_weight, realspace_weight: loss weights (>= 0, not all zero). The Poisson
+            NLL acts on intensities (counts), the MAE on amplitudes (sqrt counts), the real-space
+            term is a total-variation penalty on the object amplitude.
+        learning_rate: Adam step size (> 0).
+        seed: seeds weight initialisation and batch order (>= 0).
+    """
+
+    nphotons: float = 1e9
+    nepochs: int = 50
+    batch_size: int = 16
+    nll_weight: float = 1.0
+    mae_weight: float = 0.0
+    realspace_weight: float = 0.0
+    learning_rate: float = 1e-3
+    seed: int = 0
+
+    def __post_init__(self):
+        o = type(self).__name__
+        _check_float(o, "nphotons", self.nphotons, 0.0, lo_open=True)
+        _check_int(o, "nepochs", self.nepochs, 1)
+        _check_int(o, "batch_size", self.batch_size, 1)
+        for name in ("nll_weight", "mae_weight", "realspace_weight"):
+            _check_float(o, name, getattr(self, name), 0.0)
+        if self.nll_weight + self.mae_weight == 0:
+            _fail(o, "nll_weight", self.nll_weight,
+                  "nll_weight and mae_weight cannot both be 0 (nothing would fit the data)")
+        _check_float(o, "learning_rate", self.learning_rate, 0.0, 1.0, lo_open=True)
+        _check_int(o, "seed", self.seed, 0)
+
+    def with_loss(self, loss: str) -> "TrainingConfig":
+        """A copy whose loss weights follow the named preset (``"nll"`` or ``"mae"``)."""
+        if loss not in LOSS_PRESETS:
+            _fail(type(self).__name__, "loss", loss,
+                  f"must be one of {', '.join(map(repr, LOSS_PRESETS))}")
+        return self.replace(**LOSS_PRESETS[loss])
+
+
+@dataclass(frozen=True)
+class SimulationConfig(_ConfigBase):
+    """The synthetic data of one unit.
+
+    Attributes:
+        object_kind: ``"lines"`` (PtychoPINN's random lines) or ``"grf"`` (Gaussian random field).
+        object_size: side of the square object in pixels; must hold at least one patch plus the
+            scan buffer (checked against ``N`` by :meth:`check_compatible`).
+        n_train, n_test: samples (groups of C patterns) in the training and test sets (>= 1).
+        scan: ``"random"`` positions or a ``"grid"`` raster of group centres.
+        scan_buffer: pixels kept between the outermost patch edge and the object edge.
+        jitter: standard deviation in pixels added to each position (>= 0).
+        seed: seeds the object, the scan and the Poisson noise (>= 0).
+    """
+
+    object_kind: str = "lines"
+    object_size: int = 256
+    n_train: int = 512
+    n_test: int = 128
+    scan: str = "random"
+    scan_buffer: int = 4
+    jitter: float = 0.0
+    seed: int = 0
+
+    def __post_init__(self):
+        o = type(self).__name__
+        _check_choice(o, "object_kind", self.object_kind, OBJECT_KINDS)
+        _check_int(o, "object_size", self.object_size, 16, 8192)
+        _check_int(o, "n_train", self.n_train, 1)
+        _check_int(o, "n_test", self.n_test, 1)
+        _check_choice(o, "scan", self.scan, SCAN_KINDS)
+        _check_int(o, "scan_buffer", self.scan_buffer, 0)
+        _check_float(o, "jitter", self.jitter, 0.0)
+        _check_int(o, "seed", self.seed, 0)
+
+    def check_compatible(self, model: ModelConfig) -> None:
+        """Raise :class:`ConfigError` if the object cannot hold a group of patches of ``model``."""
+        need = model.N + (model.gridsize - 1) * model.offset + 2 * self.scan_buffer + 2
+        if self.object_size < need:
+            _fail(type(self).__name__, "object_size", self.object_size,
+                  f"must be >= {need} for N={model.N}, gridsize={model.gridsize}, "
+                  f"offset={model.offset} and scan_buffer={self.scan_buffer}")
