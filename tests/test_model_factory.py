@@ -1,0 +1,190 @@
+"""The lazily loaded model core: factories for any N and gridsize in one process, with and
+without XLA; no side effects at import; legacy singletons built on first access."""
+
+import json
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ptycho import model as model_lib
+from ptycho import params
+from ptycho.config import ConfigError, ModelConfig, TrainingConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _batch(N, C, B=4, seed=0):
+    rng = np.random.default_rng(seed)
+    X = (rng.random((B, N, N, C)) * 30).astype(np.float32)
+    pos = rng.uniform(-2, 2, (B, 1, 2, C)).astype(np.float32)
+    return X, pos
+
+
+def _forward(autoencoder, N, C):
+    X, pos = _batch(N, C)
+    obj, amp, intensity = autoencoder.predict([X, pos], verbose=0)
+    assert obj.shape == (4, N, N, 1) and obj.dtype == np.complex64
+    assert amp.shape == (4, N, N, C) and intensity.shape == (4, N, N, C)
+    np.testing.assert_allclose(intensity, amp**2, rtol=1e-4, atol=1e-3)
+    assert np.isfinite(amp).all()
+
+
+def test_multi_n_model_creation():
+    """N=128 then 64, down to 32 and back up, each with a forward pass, in one process."""
+    for N in (128, 64, 32, 64):
+        autoencoder, diffraction_to_obj = model_lib.create_model_with_gridsize(
+            1, N, n_filters_scale=1)
+        _forward(autoencoder, N, 1)
+        X, pos = _batch(N, 1)
+        assert diffraction_to_obj.predict([X, pos], verbose=0).shape == (4, N, N, 1)
+
+
+@pytest.mark.parametrize("gridsize", [1, 2])
+def test_multi_n_with_xla_enabled(gridsize):
+    """The multi-N sequence with the XLA translation and jit_compile training steps."""
+    C = gridsize**2
+    for N in (64, 32, 64) if gridsize == 1 else (32, 16, 32):
+        autoencoder, _ = model_lib.create_compiled_model(
+            gridsize, N, training=TrainingConfig(nepochs=1, mae_weight=1.0),
+            n_filters_scale=1, use_xla=True)
+        assert autoencoder.jit_compile is True
+        X, pos = _batch(N, C)
+        logs = autoencoder.train_on_batch([X, pos], [np.zeros((4, 1)), X, X**2],
+                                          return_dict=True)
+        assert np.isfinite(logs["loss"])
+        _forward(autoencoder, N, C)
+
+
+@pytest.mark.parametrize("gridsize", [1, 2])
+def test_training_steps_update_weights_and_lower_the_loss(gridsize):
+    N, C = 32, gridsize**2
+    training = TrainingConfig(nphotons=1e6, nepochs=1, batch_size=4, learning_rate=3e-3)
+    autoencoder, _ = model_lib.create_compiled_model(gridsize, N, training=training,
+                                                     n_filters_scale=1, nphotons=1e6)
+    X, pos = _batch(N, C, B=8, seed=gridsize)
+    y = [np.zeros((8, 1)), X, X**2]
+    before = [w.copy() for w in autoencoder.get_weights()]
+    first = autoencoder.train_on_batch([X, pos], y, return_dict=True)["loss"]
+    for _ in range(15):
+        last = autoencoder.train_on_batch([X, pos], y, return_dict=True)["loss"]
+    after = autoencoder.get_weights()
+    assert any(not np.allclose(a, b) for a, b in zip(before, after))
+    assert np.isfinite(last) and last < first
+
+
+def test_factory_leaves_params_cfg_exactly_as_before_also_on_error():
+    params.cfg["probe"] = None
+    before = json.dumps({k: v for k, v in params.cfg.items()}, sort_keys=True, default=str)
+    model_lib.create_model_with_gridsize(2, 16, n_filters_scale=1)
+    with pytest.raises(ConfigError, match="N = 48"):
+        model_lib.create_model_with_gridsize(1, 48)
+    with pytest.raises(ConfigError, match="amp_activation"):
+        model_lib.create_model_with_gridsize(1, 16, amp_activation="cubic")
+    after = json.dumps({k: v for k, v in params.cfg.items()}, sort_keys=True, default=str)
+    assert after == before
+
+
+def test_probe_comes_from_argument_then_params_cfg_when_it_matches_n():
+    N = 16
+    custom = np.full((N, N), 0.5 + 0.5j, np.complex64)
+    ae, _ = model_lib.create_model_with_gridsize(1, N, n_filters_scale=1, probe=custom,
+                                                 probe_mask=False)
+    got = ae.get_layer("probe_illumination").initial_probe
+    np.testing.assert_array_equal(got, custom)
+    try:
+        params.cfg["probe"] = custom * 2
+        ae, _ = model_lib.create_model_with_gridsize(1, N, n_filters_scale=1)
+        np.testing.assert_array_equal(ae.get_layer("probe_illumination").initial_probe,
+                                      custom * 2)
+        # A params.cfg probe of another N is ignored: the default probe for N is used.
+        ae, _ = model_lib.create_model_with_gridsize(1, 32, n_filters_scale=1)
+        assert ae.get_layer("probe_illumination").initial_probe.shape == (32, 32)
+    finally:
+        params.cfg["probe"] = None
+    with pytest.raises(ValueError, match=r"\(16, 16\)"):
+        model_lib.create_model_with_gridsize(1, N, probe=np.ones((32, 32)))
+
+
+@pytest.mark.parametrize("N,depth", [(16, 1), (32, 2), (64, 3), (128, 4), (256, 5)])
+def test_unet_depth_follows_n(N, depth):
+    assert model_lib.unet_depth(N) == depth
+    assert len(model_lib.filter_counts(N, 1)) == depth + 1
+
+
+def test_import_no_side_effects():
+    code = """
+import gc, json, sys
+import ptycho.model as m
+import keras, tensorflow as tf
+gc.collect()
+variables = [o for o in gc.get_objects() if isinstance(o, tf.Variable)]
+models = [o for o in gc.get_objects() if isinstance(o, keras.Model)]
+layers = [o for o in gc.get_objects() if isinstance(o, keras.layers.Layer)]
+print(json.dumps({"cache": len(m._lazy_cache), "done": m._model_construction_done,
+                  "variables": len(variables), "models": len(models), "layers": len(layers)}))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=ROOT, check=True).stdout
+    state = json.loads(out.strip().splitlines()[-1])
+    assert state == {"cache": 0, "done": False, "variables": 0, "models": 0, "layers": 0}
+
+
+def test_light_modules_do_not_import_tensorflow():
+    code = ("import sys, ptycho, ptycho.config, ptycho.params; "
+            "print('tensorflow' in sys.modules, 'keras' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=ROOT, check=True).stdout.split()
+    assert out == ["False", "False"]
+
+
+@pytest.fixture
+def fresh_legacy_state():
+    saved = dict(params.cfg)
+    model_lib._lazy_cache.clear()
+    model_lib._model_construction_done = False
+    yield
+    model_lib._lazy_cache.clear()
+    model_lib._model_construction_done = False
+    params.cfg.clear()
+    params.cfg.update(saved)
+
+
+def test_legacy_singletons_warn_build_once_and_are_cached(fresh_legacy_state):
+    params.cfg.update({"N": 16, "gridsize": 2, "n_filters_scale": 1})
+    with pytest.warns(DeprecationWarning, match="create_model_with_gridsize"):
+        first = model_lib.autoencoder
+    assert model_lib._model_construction_done is True
+    assert set(model_lib._lazy_cache) == {"autoencoder", "diffraction_to_obj",
+                                          "autoencoder_no_nll"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        assert model_lib.autoencoder is first
+        d2o = model_lib.diffraction_to_obj
+    assert first.input_shape[0] == (None, 16, 16, 4)
+    assert d2o.get_layer("amp_head") is first.get_layer("amp_head")
+    with pytest.raises(AttributeError):
+        model_lib.not_a_model  # noqa: B018
+
+
+def test_reset_weights_is_deterministic_per_seed():
+    ae, _ = model_lib.create_model_with_gridsize(1, 16, n_filters_scale=1)
+    model_lib.reset_weights(ae, seed=3)
+    a = [w.copy() for w in ae.get_weights()]
+    model_lib.reset_weights(ae, seed=4)
+    b = [w.copy() for w in ae.get_weights()]
+    model_lib.reset_weights(ae, seed=3)
+    c = ae.get_weights()
+    assert all(np.array_equal(x, y) for x, y in zip(a, c))
+    assert any(not np.array_equal(x, y) for x, y in zip(a, b))
+
+
+def test_model_config_is_attached_and_sizes_are_explicit():
+    cfg = ModelConfig(N=32, gridsize=2, n_filters_scale=1)
+    models = model_lib.build_models(cfg)
+    assert models.autoencoder.ptycho_config == cfg
+    layer = models.autoencoder.get_layer("reassemble")
+    assert (layer.N, layer.gridsize, layer.padded_size) == (32, 2, cfg.padded_size)
