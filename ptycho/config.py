@@ -118,7 +118,9 @@ class ModelConfig(_ConfigBase):
         pad_object: the decoder predicts the central ``N/2 x N/2`` object region and zero pads it
             to ``N`` (2x oversampled diffraction); False predicts the full ``N x N`` patch.
         probe_scale: the ``default_probe_scale`` of the default probe: the radius of the probe's
-            Fourier-space aperture is ``N / (4 * probe_scale)`` pixels (larger = wider focus).
+            Fourier-space aperture is ``1.22 / probe_scale`` pixels of the ``N x N`` frequency
+            grid, so the in-focus probe's first dark ring has radius ``probe_scale * N / 2``
+            real-space pixels (0.35 N at 0.7, beyond the mask radius N/4); larger = wider probe.
         probe_mask: multiply the probe by the disc of radius N/4 (its support).
         probe_trainable: let the probe be learnt.
         intensity_scale_trainable: let the log intensity scale be learnt.

@@ -1,0 +1,129 @@
+"""The default illumination (probe) and its support mask.
+
+The probe is a focused beam: a disc aperture in Fourier space (a low-pass pupil) carrying a mild
+quadratic (defocus) phase, inverse Fourier transformed to real space. In focus its intensity is an
+Airy pattern; the defocus curves its wavefront without changing its width much.
+
+Conventions shared with the rest of ``ptycho/``: arrays are ``(N, N)``, the probe is centred at
+pixel ``(N // 2, N // 2)`` and normalised to ``max |P| = 1``. Units: pixels of the ``N x N``
+real-space grid; Fourier-space radii are in pixels of the ``N x N`` frequency grid (one pixel
+``= 1 / N`` cycles per real-space pixel).
+
+Mapping of ``probe_scale`` (legacy ``params.cfg['default_probe_scale']``, default 0.7): the
+aperture radius is ``1.22 / probe_scale`` Fourier pixels, so the first dark ring of the in-focus
+probe lies at radius ``0.61 * N / (1.22 / probe_scale) = probe_scale * N / 2`` real-space pixels.
+At 0.7 that is ``0.35 N``, 1.4 times the mask radius ``N / 4``: the masked probe's amplitude
+falls smoothly from 1 at the centre to about 0.35 at the mask edge and exceeds 0.5 on about 70%
+of the ``N / 2`` support disc. Larger ``probe_scale`` = wider probe.
+
+Imports no TensorFlow at import time; ``get_default_probe(..., fmt='tf')`` imports it lazily.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .config import SUPPORTED_N
+
+__all__ = ["get_probe_mask", "get_default_probe", "APERTURE_CONSTANT", "DEFOCUS_EDGE_PHASE"]
+
+#: Fourier aperture radius in Fourier pixels = ``APERTURE_CONSTANT / probe_scale``.
+APERTURE_CONSTANT = 1.22
+#: Defocus phase at the aperture edge in radians (a quarter wave, Rayleigh's tolerance: "mild").
+DEFOCUS_EDGE_PHASE = math.pi / 2
+
+_FORMATS = ("tf", "np")
+
+
+def _check_N(N) -> int:
+    if isinstance(N, bool) or not isinstance(N, (int, np.integer)) or int(N) not in SUPPORTED_N:
+        raise ValueError(
+            f"N must be a power of two from 16 to 256 (one of {SUPPORTED_N}); got {N!r}"
+        )
+    return int(N)
+
+
+def _radius_grid(N: int) -> np.ndarray:
+    """``(N, N) float64`` distance in pixels of each pixel from ``(N // 2, N // 2)``."""
+    k = np.arange(N, dtype=np.float64) - N // 2
+    return np.hypot(k[:, None], k[None, :])
+
+
+def get_probe_mask(N: int) -> np.ndarray:
+    """The probe support: a disc of radius ``N / 4`` pixels centred at ``(N // 2, N // 2)``.
+
+    Args:
+        N: patch side in pixels, a power of two from 16 to 256.
+
+    Returns:
+        ``(N, N) float32``: 1 where the distance to ``(N // 2, N // 2)`` is ``<= N / 4``
+        pixels, 0 elsewhere.
+
+    Raises:
+        ValueError: ``N`` is not one of 16, 32, 64, 128, 256.
+    """
+    N = _check_N(N)
+    return (_radius_grid(N) <= N / 4).astype(np.float32)
+
+
+def _probe_np(N: int, probe_scale: float, mask: bool) -> np.ndarray:
+    kr = _radius_grid(N)  # Fourier-pixel radius, DC at (N // 2, N // 2)
+    rk = APERTURE_CONSTANT / probe_scale
+    # Disc aperture with a one-pixel linear (anti-aliased) edge, so the probe varies
+    # continuously with probe_scale.
+    aperture = np.clip(rk - kr + 0.5, 0.0, 1.0)
+    pupil = aperture * np.exp(1j * DEFOCUS_EDGE_PHASE * (kr / rk) ** 2)
+    # ifftshift moves DC to index 0; fftshift centres the real-space probe at (N//2, N//2).
+    probe = np.fft.fftshift(np.fft.ifft2(np.fft.ifftshift(pupil)))
+    if mask:
+        probe = probe * get_probe_mask(N)
+    peak = np.abs(probe).max()
+    if not peak > 0:  # pragma: no cover - the aperture always holds the DC pixel
+        raise ValueError(f"probe_scale={probe_scale!r} gives an empty probe")
+    return (probe / peak).astype(np.complex64)
+
+
+def get_default_probe(N: int, fmt: str = "tf", probe_scale: float | None = None,
+                      mask: bool = True):
+    """The default focused probe of side ``N``.
+
+    A disc aperture of radius ``1.22 / probe_scale`` Fourier pixels with a defocus phase
+    ``(pi / 2) * (k / k_edge)**2`` (a quarter wave at the aperture edge), inverse FFT to real
+    space, centred at ``(N // 2, N // 2)``, multiplied by :func:`get_probe_mask` when ``mask``,
+    and normalised to ``max |P| = 1``. The in-focus probe's first dark ring has radius
+    ``probe_scale * N / 2`` pixels (``0.35 N`` at the default 0.7, beyond the mask radius
+    ``N / 4``), so the probe covers the central ``N / 2`` region well.
+
+    Args:
+        N: patch side in pixels, a power of two from 16 to 256.
+        fmt: ``'tf'`` for a ``tf.Tensor`` (imports TensorFlow), ``'np'`` for a numpy array.
+        probe_scale: width parameter (> 0, larger = wider probe). ``None`` reads the legacy
+            ``ptycho.params.cfg['default_probe_scale']`` (default 0.7).
+        mask: multiply by the disc of radius ``N / 4``.
+
+    Returns:
+        ``(N, N) complex64`` probe (``np.ndarray`` or ``tf.Tensor``), dimensionless,
+        ``max |P| = 1``.
+
+    Raises:
+        ValueError: ``N`` not in 16..256 or not a power of two, unknown ``fmt``, or
+            ``probe_scale`` not a finite number > 0.
+    """
+    N = _check_N(N)
+    if fmt not in _FORMATS:
+        raise ValueError(f"fmt must be one of {_FORMATS}; got {fmt!r}")
+    if probe_scale is None:
+        from . import params
+
+        probe_scale = params.cfg["default_probe_scale"]
+    if (isinstance(probe_scale, bool) or not isinstance(probe_scale, (int, float, np.floating))
+            or not math.isfinite(probe_scale) or probe_scale <= 0):
+        raise ValueError(f"probe_scale must be a finite number > 0; got {probe_scale!r}")
+    probe = _probe_np(N, float(probe_scale), bool(mask))
+    if fmt == "np":
+        return probe
+    import tensorflow as tf
+
+    return tf.convert_to_tensor(probe, dtype=tf.complex64)

@@ -1,0 +1,671 @@
+"""Simulated ptychographic diffraction data (numpy + scipy only; no TensorFlow).
+
+Forward model (PtychoPINN conventions, see DESIGN.md section 3): for an object ``obj`` and a
+probe ``P``, the exit wave at scan position ``p`` is ``psi = P * patch(obj, p)`` and its far-field
+pattern is ``F = fftshift(fft2(psi, norm='ortho'))`` (DC at pixel ``(N // 2, N // 2)``). With one
+global scale ``s`` per data set the expected counts are ``lam = s**2 |F|**2``, measured counts are
+``Poisson(lam)`` and the stored data are amplitudes ``X = sqrt(counts)``. ``s`` is chosen so that
+the mean over all patterns of the total expected counts equals ``nphotons``.
+
+Glossary (shared with the rest of ``ptycho/``):
+
+* ``N`` patch and pattern side in pixels; ``C = gridsize**2`` patterns per sample (group);
+  ``B`` samples.
+* positions are in object pixels, ordered ``(row, col)``. The patch "at position ``p``" has
+  ``obj[p_row - N//2 + i, p_col - N//2 + j]`` at patch pixel ``(i, j)``, with bilinear
+  interpolation for sub-pixel positions and zero outside the object.
+* images ``(B, N, N, C)``; positions ``(B, 1, 2, C)`` (axis 2 = (row, col)); within a group the
+  channels follow the ``gridsize x gridsize`` raster row-major.
+
+Scannable area: a patch plus ``buffer`` pixels stays inside an object of side ``S`` when every
+position coordinate lies in ``[N//2 + buffer, S - buffer - (N - N//2)]`` (this also keeps the
+extra pixel read by bilinear interpolation inside).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.fft
+from scipy.spatial import cKDTree
+
+from .config import ModelConfig, SimulationConfig
+from .objects import make_object
+from .probe import get_default_probe
+
+__all__ = [
+    "DiffractionData",
+    "extract_patches",
+    "diffract",
+    "random_positions",
+    "grid_positions",
+    "group_positions",
+    "group_neighbors",
+    "simulate",
+    "simulate_unit",
+    "scan_range",
+]
+
+#: Target number of pixels per processing chunk (about 1 MB of float32): fixes the chunking, and
+#: with it the random streams, independently of the number of worker threads.
+_CHUNK_PIXELS = 1 << 18
+#: Salt mixed into the seed for the test object and the random streams of :func:`simulate_unit`.
+_TEST_SALT = 0x7E57
+
+
+# --------------------------------------------------------------------------------------------
+# Data container
+# --------------------------------------------------------------------------------------------
+@dataclass(eq=False)  # arrays: compare fields explicitly, not with ==
+class DiffractionData:
+    """A simulated data set of ``B`` samples of ``C`` diffraction patterns each.
+
+    Attributes:
+        X: ``(B, N, N, C) float32`` measured diffraction amplitudes ``sqrt(counts)`` (counts
+            units), DC at pixel ``(N // 2, N // 2)``.
+        coords: ``(B, 1, 2, C) float32`` absolute scan positions ``(row, col)`` of each pattern in
+            object pixels.
+        coords_relative: ``(B, 1, 2, C) float32`` ``coords`` minus the mean position of its group
+            (the offsets by which the model reassembles the C patches); zero for ``C = 1``.
+        patches: ``(B, N, N, C) complex64`` ground-truth object patches at ``coords``.
+        probe: ``(N, N) complex64`` illumination used for the simulation.
+        obj: ``(H, W) complex64`` ground-truth object.
+        intensity_scale: amplitude scale ``s`` (float): noiseless ``X = s * |diffract(probe *
+            patch)|``, i.e. expected counts ``= s**2 |F|**2``.
+        nphotons: nominal dose (float), expected photons per pattern; for the set whose scale was
+            fitted the mean expected total counts per pattern equal it exactly.
+    """
+
+    X: np.ndarray
+    coords: np.ndarray
+    coords_relative: np.ndarray
+    patches: np.ndarray
+    probe: np.ndarray
+    obj: np.ndarray
+    intensity_scale: float
+    nphotons: float
+
+    def __post_init__(self):
+        if self.X.ndim != 4 or self.X.shape[1] != self.X.shape[2]:
+            raise ValueError(f"X must be (B, N, N, C); got shape {self.X.shape}")
+        B, N, _, C = self.X.shape
+        for name, shape in (("coords", (B, 1, 2, C)), ("coords_relative", (B, 1, 2, C)),
+                            ("patches", (B, N, N, C)), ("probe", (N, N))):
+            actual = getattr(self, name).shape
+            if actual != shape:
+                raise ValueError(f"{name} must have shape {shape} to match X {self.X.shape}; "
+                                 f"got {actual}")
+        if self.obj.ndim != 2:
+            raise ValueError(f"obj must be (H, W); got shape {self.obj.shape}")
+        if math.isqrt(C) ** 2 != C:
+            raise ValueError(f"C = X.shape[3] must be a perfect square gridsize**2; got {C}")
+
+    @property
+    def B(self) -> int:
+        """Number of samples (groups)."""
+        return self.X.shape[0]
+
+    @property
+    def N(self) -> int:
+        """Pattern side in pixels."""
+        return self.X.shape[1]
+
+    @property
+    def C(self) -> int:
+        """Patterns per sample, ``gridsize**2``."""
+        return self.X.shape[3]
+
+    @property
+    def gridsize(self) -> int:
+        """``sqrt(C)``."""
+        return math.isqrt(self.C)
+
+    @property
+    def norm_X(self) -> np.ndarray:
+        """``(B, N, N, C) float32`` ``X / intensity_scale``: the amplitudes the network sees."""
+        return (self.X / np.float32(self.intensity_scale)).astype(np.float32, copy=False)
+
+    def subset(self, idx) -> DiffractionData:
+        """The samples ``idx`` (anything that indexes axis 0: slice, int array, bool mask).
+
+        Batch arrays are indexed (copied for fancy indices); ``probe`` and ``obj`` are shared.
+        """
+        if isinstance(idx, (int, np.integer)):
+            idx = [idx]
+        return DiffractionData(
+            X=self.X[idx], coords=self.coords[idx], coords_relative=self.coords_relative[idx],
+            patches=self.patches[idx], probe=self.probe, obj=self.obj,
+            intensity_scale=self.intensity_scale, nphotons=self.nphotons,
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# Validation helpers
+# --------------------------------------------------------------------------------------------
+def _check_positive_int(name, value, lo=1):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < lo:
+        raise ValueError(f"{name} must be an integer >= {lo}; got {value!r}")
+    return int(value)
+
+
+def _check_nonneg_float(name, value, positive=False):
+    ok = (not isinstance(value, bool) and isinstance(value, (int, float, np.integer, np.floating))
+          and math.isfinite(value) and (value > 0 if positive else value >= 0))
+    if not ok:
+        raise ValueError(f"{name} must be a finite number {'> 0' if positive else '>= 0'}; "
+                         f"got {value!r}")
+    return float(value)
+
+
+def _as_positions(positions, name="positions") -> np.ndarray:
+    pos = np.asarray(positions, dtype=np.float64)
+    if pos.ndim < 1 or pos.shape[-1] != 2:
+        raise ValueError(f"{name} must have shape (..., 2) (row, col); got {pos.shape}")
+    if not np.all(np.isfinite(pos)):
+        raise ValueError(f"{name} must be finite")
+    return pos
+
+
+def _as_object(obj) -> np.ndarray:
+    obj = np.asarray(obj)
+    if obj.ndim != 2:
+        raise ValueError(f"obj must be a 2-D (H, W) array; got shape {obj.shape}")
+    return obj.astype(np.complex64, copy=False)
+
+
+def scan_range(object_size: int, N: int, buffer: float = 0.0) -> tuple[float, float]:
+    """Range ``(lo, hi)`` of a position coordinate whose patch plus ``buffer`` fits the object.
+
+    ``lo = N//2 + buffer``, ``hi = object_size - buffer - (N - N//2)`` (pixels). Raises
+    ValueError if ``hi < lo`` (the object is too small).
+    """
+    lo = N // 2 + buffer
+    hi = object_size - buffer - (N - N // 2)
+    if hi < lo:
+        raise ValueError(f"object of side {object_size} cannot hold a patch of N={N} with "
+                         f"buffer {buffer}: needs side >= {N + 2 * buffer}")
+    return float(lo), float(hi)
+
+
+# --------------------------------------------------------------------------------------------
+# Forward operators
+# --------------------------------------------------------------------------------------------
+def _pad_object(obj: np.ndarray, N: int) -> tuple[np.ndarray, int]:
+    pad = N + 1
+    return np.pad(obj, pad), pad
+
+
+def _extract_padded(padded: np.ndarray, pad: int, pos: np.ndarray, N: int) -> np.ndarray:
+    """Bilinear patches ``(P, N, N) complex64`` from a zero-padded object (see extract_patches)."""
+    H, W = padded.shape
+    fl = np.floor(pos)
+    frac = (pos - fl).astype(np.float32)
+    # Window start (top-left of the (N+1)x(N+1) window) in padded coordinates, clamped: a window
+    # clamped to the border lies entirely in the zero padding, which is what it should read.
+    r0 = np.clip(fl[:, 0].astype(np.int64) - N // 2 + pad, 0, H - N - 1)
+    c0 = np.clip(fl[:, 1].astype(np.int64) - N // 2 + pad, 0, W - N - 1)
+    win = np.lib.stride_tricks.sliding_window_view(padded, (N + 1, N + 1))[r0, c0]
+    # Interpolate on the float32 (re, im) view: real weights times interleaved floats is half
+    # the arithmetic of complex products. Column j of the complex window is floats 2j, 2j+1.
+    w = win.view(np.float32)  # (P, N+1, 2N+2)
+    fr = frac[:, 0, None, None]
+    fc = frac[:, 1, None, None]
+    rows = w[:, :N, :] * (1 - fr)  # (P, N, 2N+2)
+    rows += w[:, 1:, :] * fr
+    out = rows[:, :, : 2 * N] * (1 - fc)  # (P, N, 2N)
+    out += rows[:, :, 2:] * fc
+    return out.view(np.complex64)
+
+
+def extract_patches(obj, positions, N: int) -> np.ndarray:
+    """Patches of ``obj`` at ``positions`` by bilinear interpolation (vectorised).
+
+    Patch pixel ``(i, j)`` at position ``p`` is ``obj(p_row - N//2 + i, p_col - N//2 + j)``,
+    interpolated bilinearly for sub-pixel positions; object pixels outside ``obj`` read as 0.
+
+    Args:
+        obj: ``(H, W)`` complex (or real) object.
+        positions: ``(P, 2)`` (or ``(..., 2)``) positions ``(row, col)`` in object pixels.
+        N: patch side in pixels (>= 1).
+
+    Returns:
+        ``(P, N, N) complex64`` (leading shape of ``positions`` kept).
+
+    Raises:
+        ValueError: ``obj`` not 2-D, ``positions`` not ``(..., 2)`` or not finite, bad ``N``.
+    """
+    N = _check_positive_int("N", N)
+    obj = _as_object(obj)
+    pos = _as_positions(positions)
+    lead = pos.shape[:-1]
+    flat = pos.reshape(-1, 2)
+    padded, pad = _pad_object(obj, N)
+    return _extract_padded(padded, pad, flat, N).reshape(*lead, N, N)
+
+
+def diffract(exit_waves, workers: int = -1) -> np.ndarray:
+    """Far-field amplitude ``|fftshift(fft2(psi, norm='ortho'))|`` over the last two axes.
+
+    Unitary (Parseval): ``sum |out|**2 == sum |psi|**2`` per pattern. DC lands at pixel
+    ``(N // 2, N // 2)``. Computed in single precision with ``scipy.fft``.
+
+    Args:
+        exit_waves: ``(..., N, N)`` complex exit waves (any units; amplitudes keep them).
+        workers: threads for ``scipy.fft`` (-1 = all cores).
+
+    Returns:
+        ``(..., N, N) float32`` amplitudes.
+
+    Raises:
+        ValueError: fewer than 2 dimensions.
+    """
+    psi = np.asarray(exit_waves)
+    if psi.ndim < 2:
+        raise ValueError(f"exit_waves must be (..., N, N); got shape {psi.shape}")
+    psi = psi.astype(np.complex64, copy=False)
+    F = scipy.fft.fft2(psi, norm="ortho", workers=workers)
+    amp = np.abs(F).astype(np.float32, copy=False)
+    return np.fft.fftshift(amp, axes=(-2, -1))
+
+
+# --------------------------------------------------------------------------------------------
+# Scan positions and grouping
+# --------------------------------------------------------------------------------------------
+def random_positions(n: int, object_size: int, N: int, buffer: float,
+                     rng: np.random.Generator) -> np.ndarray:
+    """``n`` positions uniform over the scannable area of the object.
+
+    Each coordinate is uniform in :func:`scan_range` ``(object_size, N, buffer)``, so the patch
+    plus ``buffer`` pixels stays inside the object.
+
+    Args:
+        n: number of positions (>= 1).
+        object_size: object side in pixels.
+        N: patch side in pixels.
+        buffer: margin in pixels (>= 0) between the patch and the object edge.
+        rng: numpy Generator.
+
+    Returns:
+        ``(n, 2) float64`` positions ``(row, col)`` in object pixels.
+
+    Raises:
+        ValueError: bad arguments or an object too small for ``N + 2 * buffer``.
+    """
+    n = _check_positive_int("n", n)
+    object_size = _check_positive_int("object_size", object_size)
+    N = _check_positive_int("N", N)
+    buffer = _check_nonneg_float("buffer", buffer)
+    lo, hi = scan_range(object_size, N, buffer)
+    return rng.uniform(lo, hi, size=(n, 2))
+
+
+def grid_positions(object_size: int, N: int, step: float, buffer: float) -> np.ndarray:
+    """A raster of positions with spacing ``step`` centred in the scannable area.
+
+    Per axis: ``n = floor((hi - lo) / step) + 1`` coordinates ``lo + shift + k * step`` with
+    ``(lo, hi)`` from :func:`scan_range` and ``shift = floor((hi - lo - (n - 1) * step) / 2)``
+    (so integer ``step`` and ``buffer`` give integer positions).
+
+    Args:
+        object_size: object side in pixels.
+        N: patch side in pixels.
+        step: raster spacing in pixels (> 0).
+        buffer: margin in pixels (>= 0) between the patch and the object edge.
+
+    Returns:
+        ``(n * n, 2) float64`` positions ``(row, col)``, row-major (rows outer).
+
+    Raises:
+        ValueError: bad arguments or an object too small.
+    """
+    object_size = _check_positive_int("object_size", object_size)
+    N = _check_positive_int("N", N)
+    step = _check_nonneg_float("step", step, positive=True)
+    buffer = _check_nonneg_float("buffer", buffer)
+    lo, hi = scan_range(object_size, N, buffer)
+    n = int(math.floor((hi - lo) / step + 1e-9)) + 1
+    shift = math.floor((hi - lo - (n - 1) * step) / 2 + 1e-9)
+    axis = lo + shift + step * np.arange(n)
+    rr, cc = np.meshgrid(axis, axis, indexing="ij")
+    return np.stack([rr.ravel(), cc.ravel()], axis=1)
+
+
+def _raster_offsets(gridsize: int, offset: float) -> np.ndarray:
+    """``(C, 2)`` offsets ``(row, col)`` of a gridsize x gridsize raster centred on 0."""
+    a = (np.arange(gridsize) - (gridsize - 1) / 2) * offset
+    rr, cc = np.meshgrid(a, a, indexing="ij")
+    return np.stack([rr.ravel(), cc.ravel()], axis=1)
+
+
+def group_positions(centres, gridsize: int, offset: float, jitter: float = 0.0,
+                    rng: np.random.Generator | None = None) -> np.ndarray:
+    """Groups of ``C = gridsize**2`` positions on a raster around each centre.
+
+    Channel ``k = a * gridsize + b`` (row-major) sits at
+    ``centre + ((a - (gridsize-1)/2) * offset, (b - (gridsize-1)/2) * offset)`` plus independent
+    Gaussian jitter of standard deviation ``jitter`` pixels per coordinate. For ``gridsize = 1``
+    that is the centre (+ jitter).
+
+    Args:
+        centres: ``(B, 2)`` group centres ``(row, col)`` in object pixels.
+        gridsize: 1 to 3 (any integer >= 1 works).
+        offset: raster spacing in pixels (>= 0).
+        jitter: standard deviation of the jitter in pixels (>= 0).
+        rng: numpy Generator; required when ``jitter > 0`` (not used otherwise).
+
+    Returns:
+        ``(B, C, 2) float64`` positions.
+
+    Raises:
+        ValueError: bad shapes or arguments, or ``jitter > 0`` without ``rng``.
+    """
+    c = _as_positions(centres, "centres")
+    if c.ndim != 2:
+        raise ValueError(f"centres must have shape (B, 2); got {c.shape}")
+    gridsize = _check_positive_int("gridsize", gridsize)
+    offset = _check_nonneg_float("offset", offset)
+    jitter = _check_nonneg_float("jitter", jitter)
+    pos = c[:, None, :] + _raster_offsets(gridsize, offset)[None]
+    if jitter > 0:
+        if rng is None:
+            raise ValueError("rng is required when jitter > 0")
+        pos = pos + rng.normal(0.0, jitter, size=pos.shape)
+    return pos
+
+
+def group_neighbors(positions, gridsize: int, n_groups: int, rng: np.random.Generator,
+                    k: int | None = None) -> np.ndarray:
+    """PtychoPINN-style grouping of a (random) scan into groups of true spatial neighbours.
+
+    For each group a seed position is drawn uniformly (with replacement across groups); its
+    ``k`` nearest positions (``scipy.spatial.cKDTree``; the seed itself, at distance 0, first)
+    are found and the group is the seed plus ``C - 1`` of the other ``k - 1`` drawn without
+    replacement. The C members are then put in best-effort raster order: sorted by row, split
+    into ``gridsize`` rows of ``gridsize``, each sorted by column.
+
+    Args:
+        positions: ``(P, 2)`` scan positions ``(row, col)``.
+        gridsize: ``C = gridsize**2`` members per group.
+        n_groups: number of groups (>= 1).
+        rng: numpy Generator.
+        k: neighbourhood size, ``C <= k <= P``; default ``min(P, C + 3)`` (7 for gridsize 2,
+            PtychoPINN's K) and 1 for gridsize 1.
+
+    Returns:
+        ``(n_groups, C) int64`` indices into ``positions``; every member is within the distance
+        of the seed's ``k``-th nearest neighbour from the seed.
+
+    Raises:
+        ValueError: bad shapes, fewer than C positions, or ``k`` out of range.
+    """
+    pos = _as_positions(positions)
+    if pos.ndim != 2:
+        raise ValueError(f"positions must have shape (P, 2); got {pos.shape}")
+    gridsize = _check_positive_int("gridsize", gridsize)
+    n_groups = _check_positive_int("n_groups", n_groups)
+    C = gridsize**2
+    P = len(pos)
+    if P < C:
+        raise ValueError(f"need at least C={C} positions for gridsize {gridsize}; got {P}")
+    if k is None:
+        k = 1 if C == 1 else min(P, C + 3)
+    k = _check_positive_int("k", k)
+    if not C <= k <= P:
+        raise ValueError(f"k must satisfy C={C} <= k <= P={P}; got {k}")
+    seeds = rng.integers(0, P, size=n_groups)
+    if C == 1:
+        return seeds[:, None].astype(np.int64)
+    _, nn = cKDTree(pos).query(pos[seeds], k=k)
+    nn = np.asarray(nn, dtype=np.int64).reshape(n_groups, k)
+    # Column 0 is the seed (or an exact duplicate of its position). Draw C-1 of the others.
+    pick = np.argsort(rng.random((n_groups, k - 1)), axis=1)[:, : C - 1] + 1
+    members = np.concatenate([nn[:, :1], np.take_along_axis(nn, pick, axis=1)], axis=1)
+    # Best-effort raster order: by row, then by column within each raster row.
+    mp = pos[members]
+    order = np.argsort(mp[..., 0], axis=1, kind="stable")
+    members = np.take_along_axis(members, order, axis=1).reshape(n_groups, gridsize, gridsize)
+    cols = pos[members][..., 1]
+    members = np.take_along_axis(members, np.argsort(cols, axis=2, kind="stable"), axis=2)
+    return members.reshape(n_groups, C)
+
+
+# --------------------------------------------------------------------------------------------
+# Simulation
+# --------------------------------------------------------------------------------------------
+def _checkerboard(N: int) -> np.ndarray:
+    """``(N, N) float32`` ``(-1)**(i + j)``: multiplying by it before an FFT of even size ``N``
+    equals ``fftshift`` after it."""
+    i = np.arange(N)
+    return (1 - 2 * ((i[:, None] + i[None, :]) % 2)).astype(np.float32)
+
+
+def _chunks(P: int, N: int) -> list[slice]:
+    step = max(1, _CHUNK_PIXELS // (N * N))
+    return [slice(a, min(a + step, P)) for a in range(0, P, step)]
+
+
+def _run(fn, items, workers: int):
+    if workers <= 1 or len(items) <= 1:
+        return [fn(i, it) for i, it in enumerate(items)]
+    with ThreadPoolExecutor(max_workers=workers) as ex:
+        return list(ex.map(fn, range(len(items)), items))
+
+
+def _simulate_flat(obj, probe, pos, nphotons, rng, intensity_scale, workers):
+    """Core of :func:`simulate` on flat ``(P, 2)`` positions; returns ``(X, patches, s)`` with
+    ``X (P, N, N) float32`` and ``patches (P, N, N) complex64``."""
+    N = probe.shape[0]
+    P = len(pos)
+    chunks = _chunks(P, N)
+    padded, pad = _pad_object(obj, N)
+    even = N % 2 == 0
+    probe_eff = probe * _checkerboard(N) if even else probe  # fftshift folded into the probe
+    X = np.empty((P, N, N), dtype=np.float32)
+    patches = np.empty((P, N, N), dtype=np.complex64)
+    totals = np.empty(P, dtype=np.float64)
+
+    def forward(_, sl):
+        patch = _extract_padded(padded, pad, pos[sl], N)
+        patches[sl] = patch
+        psi = patch * probe_eff
+        F = scipy.fft.fft2(psi, norm="ortho", overwrite_x=True, workers=1)
+        if not even:
+            F = np.fft.fftshift(F, axes=(-2, -1))
+        I = X[sl]  # noiseless |F|^2 is stored in X until the noise pass
+        np.multiply(F.real, F.real, out=I)
+        I += F.imag * F.imag
+        totals[sl] = I.reshape(len(I), -1).sum(axis=1, dtype=np.float64)
+
+    _run(forward, chunks, workers)
+    if intensity_scale is None:
+        mean_total = totals.mean()
+        if not mean_total > 0:
+            raise ValueError("all exit waves are zero (object or probe is zero where scanned); "
+                             "cannot scale to nphotons")
+        s2 = float(nphotons) / mean_total
+    else:
+        s2 = float(intensity_scale) ** 2
+    # One independent stream per chunk; the chunking depends only on (P, N), so the draws do
+    # not depend on the number of threads.
+    seq = np.random.SeedSequence(rng.integers(0, 2**63, size=4).tolist())
+    streams = [np.random.default_rng(s) for s in seq.spawn(len(chunks))]
+
+    def noise(i, sl):
+        lam = np.multiply(X[sl], s2, dtype=np.float64)
+        counts = streams[i].poisson(lam)
+        np.sqrt(counts, out=X[sl], dtype=np.float32)
+
+    _run(noise, chunks, workers)
+    return X, patches, math.sqrt(s2)
+
+
+def _to_bnnc(a: np.ndarray, B: int, C: int) -> np.ndarray:
+    """``(B*C, N, N)`` -> ``(B, N, N, C)`` (contiguous)."""
+    N = a.shape[-1]
+    return np.ascontiguousarray(a.reshape(B, C, N, N).transpose(0, 2, 3, 1))
+
+
+def simulate(obj, probe, positions, nphotons: float, rng: np.random.Generator,
+             intensity_scale: float | None = None, workers: int | None = None) -> DiffractionData:
+    """Simulate noisy diffraction amplitudes of ``obj`` under ``probe`` at ``positions``.
+
+    ``psi = probe * patch`` (:func:`extract_patches`), noiseless intensities
+    ``|fftshift(fft2(psi, norm='ortho'))|**2``, one global scale ``s**2`` such that the mean over
+    all ``B * C`` patterns of the total expected counts equals ``nphotons`` (unless
+    ``intensity_scale`` is given, then ``s = intensity_scale``), counts
+    ``= rng-derived Poisson(s**2 |F|**2)`` (exact Poisson draws, int64, no overflow for any
+    finite dose numpy accepts) and ``X = sqrt(counts)``.
+
+    The work runs in fixed chunks of patterns on ``workers`` threads; each chunk has its own
+    random stream derived from ``rng``, so the result depends on the state of ``rng`` only (not
+    on ``workers``).
+
+    Args:
+        obj: ``(H, W)`` complex object.
+        probe: ``(N, N)`` complex probe.
+        positions: ``(B, C, 2)`` positions ``(row, col)`` in object pixels, ``C`` a perfect
+            square, channels in row-major raster order.
+        nphotons: expected photons per pattern (> 0).
+        rng: numpy Generator (consumed: a second call with the same generator gives new noise).
+        intensity_scale: fixed amplitude scale ``s`` (> 0); ``None`` fits it to ``nphotons``.
+        workers: threads (default: all cores).
+
+    Returns:
+        :class:`DiffractionData` with ``X (B, N, N, C) float32``, ``coords (B, 1, 2, C)``, ...
+
+    Raises:
+        ValueError: bad shapes (expected vs actual in the message) or arguments.
+    """
+    obj = _as_object(obj)
+    probe = np.asarray(probe)
+    if probe.ndim != 2 or probe.shape[0] != probe.shape[1]:
+        raise ValueError(f"probe must be square (N, N); got shape {probe.shape}")
+    probe = probe.astype(np.complex64, copy=False)
+    pos = _as_positions(positions)
+    if pos.ndim != 3:
+        raise ValueError(f"positions must have shape (B, C, 2); got {pos.shape}")
+    B, C, _ = pos.shape
+    if B < 1 or C < 1 or math.isqrt(C) ** 2 != C:
+        raise ValueError(f"positions must be (B, C, 2) with B >= 1 and C a perfect square; "
+                         f"got {pos.shape}")
+    nphotons = _check_nonneg_float("nphotons", nphotons, positive=True)
+    if intensity_scale is not None:
+        intensity_scale = _check_nonneg_float("intensity_scale", intensity_scale, positive=True)
+    if not isinstance(rng, np.random.Generator):
+        raise ValueError(f"rng must be a numpy.random.Generator; got {type(rng).__name__}")
+    workers = (os.cpu_count() or 1) if workers is None else max(1, int(workers))
+
+    X, patches, s = _simulate_flat(obj, probe, pos.reshape(B * C, 2), nphotons, rng,
+                                   intensity_scale, workers)
+    coords = pos.transpose(0, 2, 1)[:, None, :, :]  # (B, 1, 2, C)
+    rel = coords - coords.mean(axis=3, keepdims=True)
+    return DiffractionData(
+        X=_to_bnnc(X, B, C),
+        coords=coords.astype(np.float32),
+        coords_relative=rel.astype(np.float32),
+        patches=_to_bnnc(patches, B, C),
+        probe=probe,
+        obj=obj,
+        intensity_scale=float(s),
+        nphotons=nphotons,
+    )
+
+
+def _grid_axis(lo: float, hi: float, side: int) -> np.ndarray:
+    """``side`` coordinates with an integer step (>= 1) spanning ``[lo, hi]`` as far as it can,
+    centred; fewer if ``hi - lo < side - 1``."""
+    span = hi - lo
+    side = max(1, min(side, int(math.floor(span)) + 1))
+    if side == 1:
+        return np.array([lo + math.floor(span / 2)])
+    step = max(1, int(math.floor(span / (side - 1))))
+    shift = math.floor((span - step * (side - 1)) / 2)
+    return lo + shift + step * np.arange(side)
+
+
+def _grid_centres(object_size: int, N: int, buffer: float, n: int) -> np.ndarray:
+    """About ``n`` group centres on a square grid: ``floor(sqrt(n))`` per axis."""
+    lo, hi = scan_range(object_size, N, buffer)
+    axis = _grid_axis(lo, hi, max(1, math.isqrt(n)))
+    rr, cc = np.meshgrid(axis, axis, indexing="ij")
+    return np.stack([rr.ravel(), cc.ravel()], axis=1)
+
+
+def simulate_unit(model_cfg: ModelConfig, nphotons: float, sim_cfg: SimulationConfig,
+                  probe=None) -> tuple[DiffractionData, DiffractionData]:
+    """Training and test sets for one (N, gridsize, dose) unit.
+
+    * Probe: ``probe`` or ``get_default_probe(N, 'np', model_cfg.probe_scale,
+      mask=model_cfg.probe_mask)``.
+    * Train: object ``make_object(kind, object_size, sim_cfg.seed)``. Scan ``'random'``:
+      ``n_train`` group centres uniform over the area where the whole group fits (margin
+      ``scan_buffer + offset * (gridsize - 1) / 2``), then :func:`group_positions` with spacing
+      ``model_cfg.offset`` and jitter ``sim_cfg.jitter`` (exact raster groups, which the model's
+      reassembly canvas of ``padded_size`` is sized for). Scan ``'grid'``: the grid rule below
+      with ``n_train``.
+    * Test: a different object of the same kind and size (seed derived from ``sim_cfg.seed``),
+      group centres on a square grid of ``floor(sqrt(n_test))`` per axis (so ``B_test =
+      floor(sqrt(n_test))**2``; fewer if the object is too small for one-pixel steps), integer
+      step ``floor(span / (side - 1))`` spanning the scannable area, centred; groups as above;
+      ``intensity_scale = train.intensity_scale`` (one instrument scale for both sets). When the
+      step exceeds ``N // 2`` the stitched reconstruction has holes; evaluation masks them.
+    * After jitter, positions are clipped so every patch stays inside the object.
+    * Everything (objects, scan, noise) is deterministic for ``sim_cfg.seed``.
+
+    Args:
+        model_cfg: gives ``N``, ``gridsize``, ``offset``, ``probe_scale``, ``probe_mask``.
+        nphotons: expected photons per pattern (> 0).
+        sim_cfg: object, scan and sizes.
+        probe: optional ``(N, N)`` complex probe.
+
+    Returns:
+        ``(train, test)`` :class:`DiffractionData`.
+
+    Raises:
+        ConfigError: the object cannot hold a group (``sim_cfg.check_compatible``).
+        ValueError: bad ``nphotons`` or probe shape.
+    """
+    sim_cfg.check_compatible(model_cfg)
+    N, g, offset = model_cfg.N, model_cfg.gridsize, model_cfg.offset
+    nphotons = _check_nonneg_float("nphotons", nphotons, positive=True)
+    if probe is None:
+        probe = get_default_probe(N, "np", model_cfg.probe_scale, mask=model_cfg.probe_mask)
+    probe = np.asarray(probe)
+    if probe.shape != (N, N):
+        raise ValueError(f"probe must have shape ({N}, {N}) for N={N}; got {probe.shape}")
+    probe = probe.astype(np.complex64, copy=False)
+
+    size, buf = sim_cfg.object_size, sim_cfg.scan_buffer
+    half = offset * (g - 1) / 2
+    group_buf = buf + half
+    lo_in, hi_in = scan_range(size, N, 0)  # patch inside the object
+
+    root = np.random.SeedSequence([sim_cfg.seed, _TEST_SALT])
+    scan_seq, train_noise_seq, test_jitter_seq, test_noise_seq, test_obj_seq = root.spawn(5)
+    test_seed = int(test_obj_seq.generate_state(1, np.uint32)[0])
+
+    def groups(centres, seq):
+        rng = np.random.default_rng(seq)
+        pos = group_positions(centres, g, offset, sim_cfg.jitter, rng)
+        return np.clip(pos, lo_in, hi_in)
+
+    # Train.
+    train_obj = make_object(sim_cfg.object_kind, size, sim_cfg.seed)
+    if sim_cfg.scan == "random":
+        scan_rng = np.random.default_rng(scan_seq)
+        centres = random_positions(sim_cfg.n_train, size, N, group_buf, scan_rng)
+        train_pos = groups(centres, scan_rng)
+    else:
+        train_pos = groups(_grid_centres(size, N, group_buf, sim_cfg.n_train), scan_seq)
+    train = simulate(train_obj, probe, train_pos, nphotons, np.random.default_rng(train_noise_seq))
+
+    # Test: a different object on a regular grid, same instrument scale.
+    test_obj = make_object(sim_cfg.object_kind, size, test_seed)
+    test_pos = groups(_grid_centres(size, N, group_buf, sim_cfg.n_test), test_jitter_seq)
+    test = simulate(test_obj, probe, test_pos, nphotons, np.random.default_rng(test_noise_seq),
+                    intensity_scale=train.intensity_scale)
+    return train, test

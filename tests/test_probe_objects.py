@@ -1,0 +1,151 @@
+"""The default probe, its mask and the synthetic objects (numpy only, except one TF check)."""
+
+import math
+
+import numpy as np
+import pytest
+
+from ptycho import params
+from ptycho.objects import OBJECT_KINDS, grf_object, lines_object, make_object
+from ptycho.probe import get_default_probe, get_probe_mask
+
+
+def _disc(N):
+    i = np.arange(N) - N // 2
+    return np.hypot(i[:, None], i[None, :]) <= N / 4
+
+
+# ------------------------------------------------------------------------------------- probe
+@pytest.mark.parametrize("N", [16, 32, 64])
+def test_probe_mask_is_centred_disc_of_radius_N_over_4(N):
+    m = get_probe_mask(N)
+    assert m.shape == (N, N) and m.dtype == np.float32
+    assert set(np.unique(m)) == {0.0, 1.0}
+    np.testing.assert_array_equal(m.astype(bool), _disc(N))
+    assert m[N // 2, N // 2] == 1 and m[0, 0] == 0
+    assert m.sum() == pytest.approx(math.pi * (N / 4) ** 2, rel=0.1)
+
+
+@pytest.mark.parametrize("N", [16, 32])
+def test_probe_shape_dtype_peak_and_centre(N):
+    p = get_default_probe(N, "np", probe_scale=0.7)
+    assert isinstance(p, np.ndarray)
+    assert p.shape == (N, N) and p.dtype == np.complex64
+    assert np.abs(p).max() == pytest.approx(1.0, abs=1e-6)
+    assert np.unravel_index(np.argmax(np.abs(p)), p.shape) == (N // 2, N // 2)
+
+
+def test_probe_mask_support():
+    N = 32
+    masked = get_default_probe(N, "np", 0.7, mask=True)
+    unmasked = get_default_probe(N, "np", 0.7, mask=False)
+    outside = ~_disc(N)
+    assert np.all(masked[outside] == 0)
+    assert np.abs(unmasked[outside]).max() > 0.05  # the mask really removes something
+    # Inside the disc the masked probe is the unmasked one up to the common normalisation.
+    inside = _disc(N)
+    ratio = masked[inside] / unmasked[inside]
+    np.testing.assert_allclose(ratio, ratio[0], rtol=1e-4)
+
+
+def test_default_probe_illuminates_the_support_well():
+    """At the default scale the bright core covers a sizeable fraction of the N/2 disc."""
+    for N in (32, 64):
+        a = np.abs(get_default_probe(N, "np", 0.7))
+        frac = (a[_disc(N)] > 0.5).mean()
+        assert 0.4 < frac < 0.95
+
+
+def test_probe_is_complex_with_defocus_phase():
+    p = get_default_probe(64, "np", 0.7)
+    core = np.abs(p) > 0.3
+    phase = np.angle(p[core] / p[32, 32])
+    assert np.ptp(phase) > 0.1  # a mild curvature, not a flat real probe
+    assert np.ptp(phase) < np.pi
+
+
+def test_probe_wider_with_larger_scale():
+    for mask in (False, True):
+        areas = [(np.abs(get_default_probe(64, "np", s, mask=mask)) > 0.5).sum()
+                 for s in (0.3, 0.5, 0.7)]
+        assert areas[0] < areas[1] < areas[2], (mask, areas)
+
+
+def test_probe_scale_none_reads_legacy_cfg(monkeypatch):
+    monkeypatch.setitem(params.cfg, "default_probe_scale", 0.45)
+    np.testing.assert_array_equal(get_default_probe(32, "np"),
+                                  get_default_probe(32, "np", probe_scale=0.45))
+    assert not np.array_equal(get_default_probe(32, "np"),
+                              get_default_probe(32, "np", probe_scale=0.7))
+
+
+@pytest.mark.parametrize("N", [8, 15, 24, 48, 512, 64.0, True, "64"])
+def test_probe_bad_N_raises(N):
+    with pytest.raises(ValueError, match="N must be"):
+        get_default_probe(N, "np")
+    with pytest.raises(ValueError, match="N must be"):
+        get_probe_mask(N)
+
+
+def test_probe_bad_fmt_and_scale_raise():
+    with pytest.raises(ValueError, match="fmt"):
+        get_default_probe(32, "torch")
+    for bad in (0, -1.0, float("nan"), float("inf"), "0.7"):
+        with pytest.raises(ValueError, match="probe_scale"):
+            get_default_probe(32, "np", probe_scale=bad)
+
+
+def test_probe_tf_matches_np():
+    tf = pytest.importorskip("tensorflow")
+    t = get_default_probe(32, "tf", probe_scale=0.6)
+    assert isinstance(t, tf.Tensor) and t.dtype == tf.complex64
+    np.testing.assert_array_equal(t.numpy(), get_default_probe(32, "np", probe_scale=0.6))
+
+
+# ----------------------------------------------------------------------------------- objects
+@pytest.mark.parametrize("kind", OBJECT_KINDS)
+def test_object_shape_dtype_ranges(kind):
+    o = make_object(kind, 96, 3)
+    assert o.shape == (96, 96) and o.dtype == np.complex64
+    amp, ph = np.abs(o), np.angle(o)
+    assert amp.min() >= 0.5 - 1e-5 and amp.max() <= 1.0 + 1e-5
+    assert ph.min() >= -math.pi / 2 - 1e-5 and ph.max() <= math.pi / 2 + 1e-5
+    # The ranges are actually used: real structure in both amplitude and phase.
+    assert np.ptp(amp) > 0.3 and np.ptp(ph) > 1.5
+    assert amp.std() > 0.03 and ph.std() > 0.1
+
+
+@pytest.mark.parametrize("kind", OBJECT_KINDS)
+def test_object_deterministic_per_seed(kind):
+    a = make_object(kind, 64, 7)
+    np.testing.assert_array_equal(a, make_object(kind, 64, 7))
+    b = make_object(kind, 64, 8)
+    assert np.abs(a - b).mean() > 0.05
+
+
+def test_make_object_dispatches_to_kind():
+    np.testing.assert_array_equal(make_object("lines", 48, 1), lines_object(48, 1))
+    np.testing.assert_array_equal(make_object("grf", 48, 1), grf_object(48, 1))
+
+
+def test_lines_object_is_sparse_lines_on_background():
+    o = lines_object(128, 0)
+    amp = np.abs(o)
+    on_lines = (amp > 0.7).mean()
+    assert 0.03 < on_lines < 0.6  # thin lines, not a full or empty canvas
+    assert np.median(amp) < 0.6  # background near 0.5
+
+
+def test_grf_amplitude_and_phase_independent():
+    o = grf_object(128, 0)
+    c = np.corrcoef(np.abs(o).ravel(), np.angle(o).ravel())[0, 1]
+    assert abs(c) < 0.2
+
+
+def test_make_object_bad_kind_and_args():
+    with pytest.raises(ValueError, match="'lines'.*'grf'"):
+        make_object("blobs", 64, 0)
+    with pytest.raises(ValueError, match="size"):
+        make_object("lines", 4, 0)
+    with pytest.raises(ValueError, match="seed"):
+        make_object("grf", 64, -1)
