@@ -1,0 +1,91 @@
+"""Training throughput of the physics model against a bare U-Net of the same convolutions.
+
+Prints samples per second for N=64 (default) at gridsize 1 and 2, batch 16, with and without
+XLA, measured side by side in one run, and the ratio physics / bare U-Net (goal >= 0.75).
+
+    python benchmarks/train_throughput.py [--N 64] [--samples 512] [--epochs 2] [--repeats 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+from ptycho import model as model_lib  # noqa: E402
+from ptycho.config import ModelConfig, TrainingConfig  # noqa: E402
+
+
+def bare_unet(cfg: ModelConfig, jit_compile: bool) -> keras.Model:
+    """The same encoder/decoder and heads as the physics model, trained directly on targets."""
+    x_in = keras.Input((cfg.N, cfg.N, cfg.C))
+    amp, phase = model_lib._unet(x_in, cfg)
+    model = keras.Model(x_in, [amp, phase])
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=["mae", "mae"],
+                  jit_compile=jit_compile)
+    return model
+
+
+def _rate(fit, samples, epochs, repeats):
+    fit(1)  # trace / compile and warm up
+    best = 0.0
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fit(epochs)
+        best = max(best, samples * epochs / (time.perf_counter() - start))
+    return best
+
+
+def measure(N, gridsize, use_xla, samples, epochs, repeats, batch, filters):
+    cfg = ModelConfig(N=N, gridsize=gridsize, n_filters_scale=filters, use_xla=use_xla)
+    C = cfg.C
+    rng = np.random.default_rng(0)
+    X = (rng.random((samples, N, N, C)) * 100).astype(np.float32)
+    pos = rng.uniform(-3, 3, (samples, 1, 2, C)).astype(np.float32)
+    models = model_lib.build_models(cfg, intensity_scale=100.0)
+    model_lib.compile_model(models.autoencoder, TrainingConfig(nepochs=1, batch_size=batch))
+    y = [np.zeros((samples, 1), np.float32), X, X**2]
+    physics = _rate(lambda e: models.autoencoder.fit([X, pos], y, batch_size=batch, epochs=e,
+                                                     verbose=0), samples, epochs, repeats)
+    bare = bare_unet(cfg, use_xla)
+    half = N // 2 if cfg.pad_object else N
+    targets = [np.zeros((samples, half, half, C), np.float32)] * 2
+    bare_rate = _rate(lambda e: bare.fit(X / 100.0, targets, batch_size=batch, epochs=e,
+                                         verbose=0), samples, epochs, repeats)
+    return physics, bare_rate
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--N", type=int, default=64)
+    ap.add_argument("--gridsizes", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--samples", type=int, default=512)
+    ap.add_argument("--epochs", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--filters", type=int, default=2, help="n_filters_scale (PtychoPINN: 2)")
+    ap.add_argument("--xla", choices=["both", "on", "off"], default="both")
+    args = ap.parse_args(argv)
+    modes = {"both": [False, True], "on": [True], "off": [False]}[args.xla]
+    print(f"training throughput, N={args.N}, batch {args.batch}, n_filters_scale "
+          f"{args.filters}, {args.samples} samples x {args.epochs} epochs, best of "
+          f"{args.repeats}")
+    print(f"{'gridsize':>8} {'xla':>5} {'physics/s':>10} {'bare/s':>10} {'ratio':>6}")
+    for g in args.gridsizes:
+        for xla in modes:
+            physics, bare = measure(args.N, g, xla, args.samples, args.epochs, args.repeats,
+                                    args.batch, args.filters)
+            print(f"{g:>8} {str(xla):>5} {physics:>10.1f} {bare:>10.1f} {physics / bare:>6.2f}",
+                  flush=True)
+
+
+if __name__ == "__main__":
+    main()
