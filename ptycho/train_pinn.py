@@ -1,0 +1,140 @@
+"""Training and inference of the physics-informed model on :class:`DiffractionData`.
+
+``train`` fits a model (built by the factory unless one is given), ``eval`` reconstructs, and
+``train_eval`` does both and scores the stitched test reconstruction against the ground truth.
+Nothing is written to disk unless ``checkpoint_dir`` is given.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from . import model as model_lib
+from .config import ModelConfig, TrainingConfig
+
+__all__ = ["TrainResult", "model_inputs", "model_targets", "train", "eval", "train_eval",
+           "group_centres"]
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` returns.
+
+    Attributes:
+        autoencoder: the trained model (its ``ptycho_config`` holds the :class:`ModelConfig`).
+        history: loss per epoch, ``{"loss": [...], "intensity_loss": [...], ...}``.
+        train_s: wall seconds spent in ``fit``.
+        training: the :class:`TrainingConfig` used.
+    """
+
+    autoencoder: keras.Model
+    history: dict[str, list[float]]
+    train_s: float
+    training: TrainingConfig
+    extras: dict = field(default_factory=dict)
+
+    @property
+    def final_loss(self) -> float:
+        return float(self.history["loss"][-1])
+
+
+def model_inputs(data) -> list[np.ndarray]:
+    """``[X (B, N, N, C) float32 counts amplitudes, coords_relative (B, 1, 2, C) float32]``."""
+    return [np.asarray(data.X, np.float32), np.asarray(data.coords_relative, np.float32)]
+
+
+def model_targets(data) -> list[np.ndarray]:
+    """Targets for the three outputs: a placeholder for ``object`` (no loss), amplitudes for
+    the MAE term and counts (``X**2``) for the Poisson NLL."""
+    X = np.asarray(data.X, np.float32)
+    return [np.zeros((X.shape[0], 1), np.float32), X, np.square(X)]
+
+
+def _model_config_for(data, base: ModelConfig | None) -> ModelConfig:
+    N, C = data.X.shape[1], data.X.shape[-1]
+    gridsize = int(round(C**0.5))
+    if gridsize**2 != C:
+        raise ValueError(f"data has C={C} channels, not a square gridsize**2")
+    if base is None:
+        return ModelConfig(N=N, gridsize=gridsize)
+    if (base.N, base.gridsize) != (N, gridsize):
+        raise ValueError(f"model config is N={base.N}, gridsize={base.gridsize} but the data is "
+                         f"N={N}, gridsize={gridsize}")
+    return base
+
+
+def train(train_data, intensity_scale: float | None = None, model_instance=None,
+          training: TrainingConfig | None = None, model_config: ModelConfig | None = None,
+          verbose: int = 0, checkpoint_dir: str | Path | None = None) -> TrainResult:
+    """Fit the model to ``train_data`` (a :class:`ptycho.simulation.DiffractionData`).
+
+    Args:
+        train_data: measured amplitudes ``X`` and ``coords_relative``.
+        intensity_scale: initial amplitude scale of a newly built model (default: the data's).
+        model_instance: an autoencoder from the factories to train further; it is (re)compiled
+            with ``training``. None builds a fresh compiled model for the data's N and gridsize.
+        training: epochs, batch size, losses, learning rate, seed (default ``TrainingConfig()``
+            with the data's ``nphotons``).
+        model_config: options of a newly built model (N and gridsize must match the data).
+        checkpoint_dir: if given, the trained model is saved there (``model_manager``).
+    """
+    if training is None:
+        training = TrainingConfig(nphotons=float(train_data.nphotons))
+    keras.utils.set_random_seed(training.seed)
+    if model_instance is None:
+        cfg = _model_config_for(train_data, model_config)
+        scale = train_data.intensity_scale if intensity_scale is None else intensity_scale
+        models = model_lib.build_models(cfg, probe=train_data.probe, intensity_scale=scale)
+        autoencoder = models.autoencoder
+    else:
+        autoencoder = model_instance
+    model_lib.compile_model(autoencoder, training)
+    start = time.perf_counter()
+    fit = autoencoder.fit(model_inputs(train_data), model_targets(train_data),
+                          batch_size=training.batch_size, epochs=training.nepochs,
+                          shuffle=True, verbose=verbose)
+    train_s = time.perf_counter() - start
+    history = {k: [float(v) for v in vals] for k, vals in fit.history.items()}
+    if checkpoint_dir is not None:
+        from .model_manager import save_model
+
+        save_model(checkpoint_dir, autoencoder, training=training)
+    return TrainResult(autoencoder, history, train_s, training)
+
+
+def eval(test_data, model, batch_size: int = 64) -> np.ndarray:  # noqa: A001 - PtychoPINN name
+    """Reconstructed object patches ``(B, N, N, 1)`` complex64, one per sample of
+    ``test_data``, centred on the sample's group centre. ``model`` is an autoencoder or a
+    ``diffraction_to_obj`` model."""
+    out = model.predict(model_inputs(test_data), batch_size=batch_size, verbose=0)
+    obj = out[0] if isinstance(out, (list, tuple)) else out
+    return np.asarray(obj, np.complex64)
+
+
+def group_centres(data) -> np.ndarray:
+    """``(B, 2)`` float64: each sample's mean scan position ``(row, col)`` (object pixels)."""
+    return np.asarray(data.coords, np.float64)[:, 0, :, :].mean(axis=-1)
+
+
+def train_eval(train_data, test_data, training: TrainingConfig | None = None,
+               model_instance=None, model_config: ModelConfig | None = None) -> dict:
+    """Train on ``train_data`` then reconstruct ``test_data``, stitch and score it.
+
+    Returns a dict with ``result`` (:class:`TrainResult`), ``patches`` (reconstructed,
+    ``(B, N, N, 1)``), ``stitched`` (complex object estimate), ``region`` (scored slices) and
+    ``metrics`` (amp/phase mae, mse, psnr, ssim, frc50).
+    """
+    from .evaluation import evaluate_reconstruction
+
+    result = train(train_data, model_instance=model_instance, training=training,
+                   model_config=model_config)
+    patches = eval(test_data, result.autoencoder)
+    metrics, stitched, region = evaluate_reconstruction(patches, group_centres(test_data),
+                                                        test_data.obj)
+    return {"result": result, "patches": patches, "stitched": stitched, "region": region,
+            "metrics": metrics}
