@@ -575,22 +575,26 @@ def simulate(obj, probe, positions, nphotons: float, rng: np.random.Generator,
     )
 
 
-def _grid_axis(lo: float, hi: float, side: int) -> np.ndarray:
-    """``side`` coordinates with an integer step (>= 1) spanning ``[lo, hi]`` as far as it can,
-    centred; fewer if ``hi - lo < side - 1``."""
+def _grid_axis(lo: float, hi: float, side: int, max_step: int | None = None) -> np.ndarray:
+    """``side`` coordinates with an integer step (>= 1, <= ``max_step``) spanning ``[lo, hi]``
+    as far as it can, centred; fewer if ``hi - lo < side - 1``."""
     span = hi - lo
     side = max(1, min(side, int(math.floor(span)) + 1))
     if side == 1:
         return np.array([lo + math.floor(span / 2)])
     step = max(1, int(math.floor(span / (side - 1))))
+    if max_step is not None:
+        step = max(1, min(step, int(max_step)))
     shift = math.floor((span - step * (side - 1)) / 2)
     return lo + shift + step * np.arange(side)
 
 
 def _grid_centres(object_size: int, N: int, buffer: float, n: int) -> np.ndarray:
-    """About ``n`` group centres on a square grid: ``floor(sqrt(n))`` per axis."""
+    """About ``n`` group centres on a square grid: ``floor(sqrt(n))`` per axis, with a step of
+    at most ``N // 4`` pixels so the central ``N/2`` windows overlap (2x) and tile a
+    contiguous region without holes."""
     lo, hi = scan_range(object_size, N, buffer)
-    axis = _grid_axis(lo, hi, max(1, math.isqrt(n)))
+    axis = _grid_axis(lo, hi, max(1, math.isqrt(n)), max_step=max(1, N // 4))
     rr, cc = np.meshgrid(axis, axis, indexing="ij")
     return np.stack([rr.ravel(), cc.ravel()], axis=1)
 
@@ -610,9 +614,9 @@ def simulate_unit(model_cfg: ModelConfig, nphotons: float, sim_cfg: SimulationCo
     * Test: a different object of the same kind and size (seed derived from ``sim_cfg.seed``),
       group centres on a square grid of ``floor(sqrt(n_test))`` per axis (so ``B_test =
       floor(sqrt(n_test))**2``; fewer if the object is too small for one-pixel steps), integer
-      step ``floor(span / (side - 1))`` spanning the scannable area, centred; groups as above;
-      ``intensity_scale = train.intensity_scale`` (one instrument scale for both sets). When the
-      step exceeds ``N // 2`` the stitched reconstruction has holes; evaluation masks them.
+      step ``min(floor(span / (side - 1)), N // 4)``, centred in the scannable area (so the
+      central ``N/2`` windows overlap and the scored region has no holes); groups as above;
+      ``intensity_scale = train.intensity_scale`` (one instrument scale for both sets).
     * After jitter, positions are clipped so every patch stays inside the object.
     * Everything (objects, scan, noise) is deterministic for ``sim_cfg.seed``.
 

@@ -362,3 +362,16 @@ def test_simulate_unit_object_too_small_raises():
     sim = SimulationConfig(object_size=40, scan_buffer=4)
     with pytest.raises(ConfigError, match="object_size"):
         simulate_unit(model, 1e4, sim)
+
+
+def test_test_grid_tiles_the_scored_region_without_holes():
+    """Test-set group centres step by at most N/4, so the central N/2 windows overlap."""
+    from ptycho.config import ModelConfig, SimulationConfig
+    from ptycho.simulation import simulate_unit
+
+    model_cfg = ModelConfig(N=32, gridsize=1)
+    _, test = simulate_unit(model_cfg, 1e6, SimulationConfig(object_size=128, n_train=4,
+                                                              n_test=16))
+    rows = np.unique(test.coords[:, 0, 0, 0])
+    steps = np.diff(rows)
+    assert len(rows) == 4 and (steps > 0).all() and (steps <= 32 // 4).all()
