@@ -1,0 +1,168 @@
+"""``ptycho-sweep`` (also ``python -m runner``): run sweeps and report on their results.
+
+Commands::
+
+    ptycho-sweep run SWEEP.toml [--out DIR] [--n-jobs K] [--backend NAME]
+                     [--scheduler ADDRESS] [--force] [--dry-run] [--no-progress]
+    ptycho-sweep status DIR       arms by status (and pending arms), per-unit status
+    ptycho-sweep aggregate DIR    pivot tables of the metrics by dose; saves DIR/aggregate.csv
+    ptycho-sweep plot DIR         DIR/dose_response.png and DIR/reconstructions.png
+
+Exit status: 0 when every arm is ok, 1 when any arm failed, timed out, crashed or is still
+pending, 2 for bad input (invalid sweep file, missing directory, unknown backend),
+130 when interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import sys
+from collections.abc import Iterator, Sequence
+
+__all__ = ["main", "build_parser"]
+
+EXIT_OK, EXIT_NOT_OK, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``ptycho-sweep``."""
+    p = argparse.ArgumentParser(
+        prog="ptycho-sweep",
+        description="Process-isolated dose-response sweeps of the ptycho model.",
+        epilog="Exit status: 0 all arms ok, 1 some arm not ok, 2 bad input.")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    p.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run (or resume) a sweep")
+    run.add_argument("sweep", help="sweep file (TOML)")
+    run.add_argument("--out", default=None, help="output directory (default results/<name>)")
+    run.add_argument("--n-jobs", type=int, default=1,
+                     help="units run concurrently, each in its own process (-1: one per core)")
+    run.add_argument("--backend", default="local",
+                     help="executor: local (default), inprocess (debugging, not isolated), "
+                          "dask (when installed)")
+    run.add_argument("--scheduler", default=None, help="scheduler address (cluster backends)")
+    run.add_argument("--force", action="store_true", help="rerun arms that are already ok")
+    run.add_argument("--dry-run", action="store_true",
+                     help="validate and print the plan; start and write nothing")
+    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    for name, text in (("status", "arms of a sweep output by status"),
+                       ("aggregate", "metric pivot tables by dose; writes aggregate.csv"),
+                       ("plot", "dose_response.png and reconstructions.png")):
+        sp = sub.add_parser(name, help=text)
+        sp.add_argument("dir", help="sweep output directory")
+    return p
+
+
+@contextlib.contextmanager
+def _logging(verbose: bool, quiet: bool) -> Iterator[None]:
+    logger = logging.getLogger("runner")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s",
+                                           "%H:%M:%S"))
+    old = logger.level
+    logger.setLevel(logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO)
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(old)
+
+
+def _error(msg: str) -> int:
+    print(f"ptycho-sweep: error: {msg}", file=sys.stderr)
+    return EXIT_BAD_INPUT
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from .executors import BackendError
+    from .orchestrator import plan_run, run_sweep
+    from .resources import usable_cores
+    from .sweep import SweepError, load_sweep
+
+    n_jobs = usable_cores() if args.n_jobs == -1 else args.n_jobs
+    if n_jobs < 1:
+        return _error(f"--n-jobs {args.n_jobs} is invalid: must be >= 1 (or -1)")
+    options = {} if args.scheduler is None else {"scheduler": args.scheduler}
+    try:
+        if args.dry_run:
+            from .executors import get_executor
+
+            plan = plan_run(args.sweep, args.out, args.force)
+            get_executor(args.backend, n_jobs=n_jobs, **options).close()  # validate backend
+            print(plan.describe())
+            print("dry run: nothing started, nothing written")
+            return EXIT_OK
+        df = run_sweep(args.sweep, args.out, n_jobs=n_jobs, backend=args.backend,
+                       force=args.force, progress=not args.no_progress, **options)
+        planned = load_sweep(args.sweep, check_task=False).n_arms
+    except SweepError as exc:
+        print("ptycho-sweep: invalid input:", file=sys.stderr)
+        for line in str(exc).splitlines():
+            print(f"  {line}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except BackendError as exc:
+        return _error(str(exc))
+    all_ok = len(df) == planned and bool((df["status"] == "ok").all())
+    return EXIT_OK if all_ok else EXIT_NOT_OK
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    from .report import status_report
+
+    text, all_ok = status_report(args.dir)
+    print(text)
+    return EXIT_OK if all_ok else EXIT_NOT_OK
+
+
+def _cmd_aggregate(args: argparse.Namespace) -> int:
+    from .paths import OutputPaths
+    from .report import write_aggregate
+
+    print(write_aggregate(args.dir))
+    print(f"\nsaved {OutputPaths(args.dir).aggregate_csv}")
+    return EXIT_OK
+
+
+def _cmd_plot(args: argparse.Namespace) -> int:
+    from .paths import OutputPaths
+    from .report import plot_dose_response, plot_reconstructions
+    from .store import load_results
+
+    paths = OutputPaths(args.dir)
+    print(f"saved {plot_dose_response(load_results(paths.root), paths.dose_response_png)}")
+    recon = plot_reconstructions(paths.root)
+    print(f"saved {recon}" if recon else "no reconstruction artifacts (units/*/artifacts/"
+                                         "<arm_id>.npz); reconstructions.png skipped")
+    return EXIT_OK
+
+
+_COMMANDS = {"run": _cmd_run, "status": _cmd_status, "aggregate": _cmd_aggregate,
+             "plot": _cmd_plot}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``ptycho-sweep``; returns the exit status."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse: bad usage -> 2, --help -> 0
+        return int(exc.code or 0)
+    with _logging(args.verbose, args.quiet):
+        try:
+            return _COMMANDS[args.command](args)
+        except FileNotFoundError as exc:
+            return _error(str(exc))
+        except BrokenPipeError:  # e.g. piped into head
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - silence the exit flush
+            return EXIT_NOT_OK
+        except KeyboardInterrupt:
+            print("ptycho-sweep: interrupted; finished arms are kept, re-run to resume",
+                  file=sys.stderr)
+            return EXIT_INTERRUPTED

@@ -1,0 +1,379 @@
+"""The orchestrator: plan a sweep against its output directory, run the units, record results.
+
+:func:`run_sweep` validates the sweep and the output directory before anything is written,
+skips arms whose record is ``ok`` (resume; ``force=True`` reruns everything), and runs each
+remaining unit through an executor (:mod:`runner.executors`) with ``n_jobs`` joblib threads,
+each of which supervises one worker at a time. Results travel only through files: after an
+attempt, every arm of the unit without a record from that attempt gets one written here --
+``timeout``, or ``crashed`` (killed by a signal / nonzero exit, with the log tail). A crashed unit
+is re-run for its crashed arms up to ``sweep.retries`` times; ``failed`` (the task raised) and
+``timeout`` are not retried within a run, but are on the next run. ``metrics.parquet`` and
+``metrics.csv`` are rewritten after each unit and at the end.
+
+This module never imports TensorFlow (nor the task module).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import signal
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .executors import AttemptJob, AttemptResult, Executor, get_executor
+from .paths import OutputPaths
+from .report import summary_text
+from .store import atomic_write_json, atomic_write_text, consolidate, read_record, read_records
+from .sweep import Sweep, SweepError, UnitPlan, check_output_dir, load_sweep
+from .unit import Arm
+
+__all__ = ["run_sweep", "plan_run", "RunPlan", "DEFAULT_ROOT"]
+
+log = logging.getLogger(__name__)
+
+#: Default output root: ``results/<sweep name>`` relative to the current directory.
+DEFAULT_ROOT = Path("results")
+
+
+# -- planning --------------------------------------------------------------------------------
+@dataclass
+class RunPlan:
+    """What a run would do: every unit, and per unit the arms to run (the rest are skipped)."""
+
+    sweep: Sweep
+    paths: OutputPaths
+    units: list[UnitPlan]
+    todo: dict[str, list[Arm]]
+    existing: dict[str, dict[str, Any]]
+    force: bool = False
+
+    @property
+    def n_arms(self) -> int:
+        return sum(len(u.arms) for u in self.units)
+
+    @property
+    def n_run(self) -> int:
+        return sum(len(a) for a in self.todo.values())
+
+    def frame(self):
+        """One row per arm: identity columns, ``action`` (run/skip) and ``previous_status``."""
+        import pandas as pd
+
+        rows = []
+        for u in self.units:
+            run = {a.arm_id for a in self.todo.get(u.unit_id, [])}
+            for a in u.arms:
+                rows.append({**u.arm_columns(self.sweep, a),
+                             "action": "run" if a.arm_id in run else "skip",
+                             "previous_status": self.existing.get(a.arm_id, {}).get("status")})
+        return pd.DataFrame(rows)
+
+    def describe(self) -> str:
+        """Human-readable plan."""
+        s = self.sweep
+        lines = [
+            f"sweep {s.name!r} from {s.source}: task {s.task}",
+            f"  {len(self.units)} unit(s) x {len(s.loss) * len(s.seed)} arm(s) "
+            f"(loss {list(s.loss)} x seed {list(s.seed)}) = {self.n_arms} arm(s)",
+            f"  output: {self.paths.root}" + ("" if self.paths.root.exists() else " (new)"),
+            f"  to run: {self.n_run} arm(s) in {len(self.todo)} unit(s); skipped (already ok): "
+            f"{self.n_arms - self.n_run}" + (" [--force]" if self.force else ""),
+            f"  timeout {s.timeout_s:g} s per unit; a crashed unit is retried "
+            f"{s.retries} time(s)",
+            "",
+            f"  {'unit_id':<32} {'N':>4} {'gs':>3} {'nphotons':>9}  arms",
+        ]
+        for u in self.units:
+            run = self.todo.get(u.unit_id, [])
+            parts = []
+            for a in u.arms:
+                prev = self.existing.get(a.arm_id, {}).get("status")
+                act = "run" if a in run else "skip"
+                parts.append(f"{a.arm_id}[{a.loss},s{a.seed}]:{act}"
+                             + (f"(was {prev})" if prev else ""))
+            lines.append(f"  {u.unit_id:<32} {u.N:>4} {u.gridsize:>3} {u.nphotons:>9.3g}  "
+                         + ", ".join(parts))
+        return "\n".join(lines)
+
+
+def _default_out(sweep: Sweep) -> Path:
+    return DEFAULT_ROOT / sweep.name
+
+
+def plan_run(sweep: str | Path | Mapping[str, Any] | Sweep, out_dir: str | Path | None = None,
+             force: bool = False) -> RunPlan:
+    """Validate ``sweep`` and its output directory and plan the run (reads, never writes).
+    Raises :class:`SweepError`."""
+    sw = load_sweep(sweep)
+    out = Path(out_dir) if out_dir is not None else _default_out(sw)
+    check_output_dir(sw, out)
+    paths = OutputPaths(out)
+    existing = read_records(paths)
+    units = sw.plan()
+    todo = {}
+    for u in units:
+        arms = [a for a in u.arms
+                if force or existing.get(a.arm_id, {}).get("status") != "ok"]
+        if arms:
+            todo[u.unit_id] = arms
+    return RunPlan(sw, paths, units, todo, existing, force)
+
+
+# -- running ---------------------------------------------------------------------------------
+@contextlib.contextmanager
+def _output_lock(paths: OutputPaths) -> Iterator[None]:
+    """Hold an exclusive flock on ``<out>/.lock`` (released by the kernel if we die)."""
+    fh = open(paths.lock, "a")
+    try:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise SweepError(str(paths.root), [
+                "another ptycho-sweep run is writing to this output directory; wait for it "
+                "or pick another --out"]) from None
+        yield
+    finally:
+        fh.close()
+
+
+@contextlib.contextmanager
+def _on_interrupt(executor: Executor) -> Iterator[None]:
+    """On SIGINT/SIGTERM (main thread only): kill the running workers, raise KeyboardInterrupt."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        log.warning("%s received: stopping the running workers", signal.Signals(signum).name)
+        executor.cancel()
+        raise KeyboardInterrupt
+
+    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+def _crash_error(res: AttemptResult) -> str:
+    rc = res.returncode
+    if rc is not None and rc < 0:
+        try:
+            name = signal.Signals(-rc).name
+        except ValueError:
+            name = f"signal {-rc}"
+        hint = " (often the out-of-memory killer)" if -rc == signal.SIGKILL else ""
+        return f"worker killed by signal {name} ({rc}){hint}"
+    return f"worker exited with code {rc} without recording this arm"
+
+
+class _Run:
+    """State of one run: shared by the joblib threads (progress) and the main thread."""
+
+    def __init__(self, plan: RunPlan, executor: Executor, bar, run_id: str):
+        self.plan, self.executor, self.bar, self.run_id = plan, executor, bar, run_id
+        self.sweep, self.paths = plan.sweep, plan.paths
+        self.cwd = Path.cwd()
+        self._lock = threading.Lock()
+        self._settled: set[str] = set()
+        self._counts: dict[str, int] = {}
+        self._last_poll: dict[str, float] = {}
+
+    # progress
+    def settle(self, arm_id: str, status: str) -> None:
+        with self._lock:
+            if arm_id in self._settled:
+                return
+            self._settled.add(arm_id)
+            self._counts[status] = self._counts.get(status, 0) + 1
+            if self.bar is not None:
+                self.bar.update(1)
+                self.bar.set_postfix(self._counts, refresh=False)
+
+    def _poll(self, unit: UnitPlan, arms: list[Arm], attempt_id: str) -> None:
+        now = time.monotonic()
+        if now - self._last_poll.get(unit.unit_id, 0.0) < 1.0:
+            return
+        self._last_poll[unit.unit_id] = now
+        for a in arms:
+            if a.arm_id not in self._settled:
+                rec = read_record(self.paths, a.arm_id)
+                if rec and rec.get("attempt_id") == attempt_id:
+                    self.settle(a.arm_id, rec.get("status", "?"))
+
+    # one unit, all its attempts (runs in a joblib thread)
+    def run_unit(self, unit: UnitPlan, arms: list[Arm]) -> str:
+        paths, sweep = self.paths, self.sweep
+        pending = list(arms)
+        for attempt in range(1, sweep.retries + 2):
+            attempt_id = f"{self.run_id}-{attempt}"
+            spec = unit.to_unit(sweep, paths, pending, attempt, attempt_id)
+            paths.artifact_dir(unit.unit_id).mkdir(parents=True, exist_ok=True)
+            atomic_write_json(paths.unit_json(unit.unit_id), spec.to_dict())
+            todo = list(pending)
+            job = AttemptJob(unit.unit_id, paths.unit_json(unit.unit_id),
+                             paths.worker_log(unit.unit_id), sweep.timeout_s, self.cwd,
+                             on_poll=lambda todo=todo, aid=attempt_id: self._poll(unit, todo, aid))
+            res = self.executor.run_attempt(job)
+            if res.cancelled:
+                return unit.unit_id
+            crashed = self._classify(unit, pending, res, attempt, attempt_id)
+            if not crashed:
+                break
+            if attempt <= sweep.retries:
+                log.warning("unit %s crashed (%s); retrying %d arm(s), attempt %d of %d",
+                            unit.unit_id, _crash_error(res), len(crashed), attempt + 1,
+                            sweep.retries + 1)
+                pending = crashed
+            else:
+                for a in crashed:
+                    self.settle(a.arm_id, "crashed")
+        return unit.unit_id
+
+    def _classify(self, unit: UnitPlan, arms: list[Arm], res: AttemptResult, attempt: int,
+                  attempt_id: str) -> list[Arm]:
+        """Settle arms recorded by the worker; record the others (timeout/crashed). Returns
+        the crashed arms."""
+        crashed = []
+        for a in arms:
+            rec = read_record(self.paths, a.arm_id)
+            if rec is not None and rec.get("attempt_id") == attempt_id:
+                self.settle(a.arm_id, rec.get("status", "?"))
+                continue
+            rec = {**unit.arm_columns(self.sweep, a), "pid": res.pid,
+                   "wall_s": round(res.wall_s, 3), "attempt": attempt, "attempt_id": attempt_id,
+                   "exit_code": res.returncode, "log_tail": res.log_tail}
+            if res.timed_out:
+                rec.update(status="timeout", error=f"timed out after {self.sweep.timeout_s:g} s "
+                                                   f"(sweep.timeout_s); worker killed")
+            else:
+                rec.update(status="crashed", error=_crash_error(res))
+                crashed.append(a)
+            atomic_write_json(self.paths.record(a.arm_id), rec)
+            if rec["status"] == "timeout":
+                self.settle(a.arm_id, "timeout")
+        if res.timed_out:
+            log.warning("unit %s timed out after %g s; log tail:\n%s", unit.unit_id,
+                        self.sweep.timeout_s, res.log_tail)
+        elif crashed:
+            log.warning("unit %s: %s; log tail:\n%s", unit.unit_id, _crash_error(res),
+                        res.log_tail)
+        return crashed
+
+
+def _make_bar(plan: RunPlan, progress: bool):
+    if not progress or not sys.stderr.isatty() or plan.n_run == 0:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=plan.n_run, unit="arm", desc=plan.sweep.name, dynamic_ncols=True)
+
+
+def _refresh_records(paths: OutputPaths, records: dict[str, dict], unit: UnitPlan) -> None:
+    for a in unit.arms:
+        rec = read_record(paths, a.arm_id)
+        if rec is not None:
+            records[a.arm_id] = rec
+
+
+def _consolidate(paths: OutputPaths, records: Mapping[str, Mapping[str, Any]] | None = None):
+    try:
+        return consolidate(paths, records)
+    except Exception:  # never lose a run over the derived table; records are the truth
+        log.exception("could not write %s", paths.metrics_parquet)
+        return None
+
+
+def run_sweep(sweep: str | Path | Mapping[str, Any] | Sweep, out_dir: str | Path | None = None,
+              n_jobs: int = 1, backend: str = "local", force: bool = False,
+              dry_run: bool = False, progress: bool = True, **backend_options: Any):
+    """Run a sweep; return its results table (one row per recorded arm).
+
+    Args:
+        sweep: path of a TOML sweep file, an equivalent dict, or a :class:`Sweep`.
+        out_dir: output directory (default ``results/<sweep name>``).
+        n_jobs: units run concurrently (each in its own worker process).
+        backend: executor name (``"local"``, ``"inprocess"``, ... see
+            :func:`runner.executors.available_executors`); ``backend_options`` go to it
+            (e.g. ``scheduler=`` for a cluster backend).
+        force: rerun arms whose record is already ``ok``.
+        dry_run: validate and plan only; log the plan and return it as a table (columns
+            ``action`` and ``previous_status``) without writing or starting anything.
+        progress: show a progress bar (only when stderr is a terminal).
+
+    Raises:
+        SweepError: invalid sweep or output directory (nothing written).
+        BackendError: unknown backend or bad backend options (nothing written).
+        KeyboardInterrupt: interrupted; running workers were killed, finished arms kept.
+    """
+    plan = plan_run(sweep, out_dir, force)
+    if dry_run:
+        log.info("dry run, nothing written:\n%s", plan.describe())
+        return plan.frame()
+    executor = get_executor(backend, n_jobs=n_jobs, **backend_options)
+    paths, sw = plan.paths, plan.sweep
+    paths.root.mkdir(parents=True, exist_ok=True)
+    with executor, _output_lock(paths):
+        text = sw.to_toml()
+        if not paths.sweep_toml.is_file() or paths.sweep_toml.read_text("utf-8") != text:
+            atomic_write_text(paths.sweep_toml, text)
+        records = dict(plan.existing)
+        log.info("sweep %s: %d arm(s) in %d unit(s) to run, %d already ok; backend %s, "
+                 "n_jobs %d, output %s", sw.name, plan.n_run, len(plan.todo),
+                 plan.n_arms - plan.n_run, executor.name, executor.n_jobs, paths.root)
+        try:
+            if plan.todo:
+                if not executor.isolated:
+                    log.warning("backend %r runs tasks in this process: NOT isolated",
+                                executor.name)
+                _execute(plan, executor, records, progress)
+        finally:
+            df = _consolidate(paths)
+    if df is None:
+        from .store import load_results
+
+        df = load_results(paths.root)
+    log.info("sweep %s finished:\n%s", sw.name, summary_text(df))
+    return df
+
+
+def _execute(plan: RunPlan, executor: Executor, records: dict[str, dict], progress: bool) -> None:
+    from joblib import Parallel, delayed
+
+    by_id = {u.unit_id: u for u in plan.units}
+    bar = _make_bar(plan, progress)
+    run = _Run(plan, executor, bar, uuid.uuid4().hex[:12])
+    redirect = contextlib.nullcontext()
+    if bar is not None:  # route console log lines through tqdm.write (bar stays intact)
+        from tqdm.contrib.logging import logging_redirect_tqdm
+
+        consoles = [lg for lg in (logging.getLogger(), logging.getLogger("runner"))
+                    if any(type(h) is logging.StreamHandler for h in lg.handlers)]
+        if consoles:
+            redirect = logging_redirect_tqdm(loggers=consoles)
+    jobs = (delayed(run.run_unit)(by_id[uid], arms) for uid, arms in plan.todo.items())
+    try:
+        with redirect, _on_interrupt(executor):
+            results = Parallel(n_jobs=executor.n_jobs, backend="threading", batch_size=1,
+                               return_as="generator_unordered")(jobs)
+            for uid in results:
+                _refresh_records(plan.paths, records, by_id[uid])
+                _consolidate(plan.paths, records)
+                statuses = [records.get(a.arm_id, {}).get("status") for a in by_id[uid].arms]
+                log.info("unit %s done: %s", uid, ", ".join(
+                    f"{statuses.count(s)} {s}" for s in dict.fromkeys(statuses)))
+    except BaseException:
+        executor.cancel()
+        raise
+    finally:
+        if bar is not None:
+            bar.close()
