@@ -123,7 +123,8 @@ class ModelConfig(_ConfigBase):
             real-space pixels (0.35 N at 0.7, beyond the mask radius N/4); larger = wider probe.
         probe_mask: multiply the probe by the disc of radius N/4 (its support).
         probe_trainable: let the probe be learnt.
-        intensity_scale_trainable: let the log intensity scale be learnt.
+        intensity_scale_trainable: let the log intensity scale be learnt (default False: the
+            dose fixes it, and a free scale trades off against the object amplitude).
         amp_activation: activation of the amplitude head.
         use_xla: use the XLA-compilable translation and compile the model with ``jit_compile``.
     """
@@ -138,7 +139,7 @@ class ModelConfig(_ConfigBase):
     probe_scale: float = 0.7
     probe_mask: bool = True
     probe_trainable: bool = False
-    intensity_scale_trainable: bool = True
+    intensity_scale_trainable: bool = False
     amp_activation: str = "sigmoid"
     use_xla: bool = False
 

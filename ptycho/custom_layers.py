@@ -147,9 +147,9 @@ class ProbeIllumination(keras.layers.Layer):
         self.initial_probe = probe
         self.trainable_probe = bool(trainable_probe)
         self.mask = bool(mask)
-        yy, xx = np.mgrid[:self.N, :self.N]
-        r = np.hypot(yy - self.N // 2, xx - self.N // 2)
-        self._probe_mask = (r < self.N / 4).astype(np.float32) if self.mask else \
+        from .probe import get_probe_mask
+
+        self._probe_mask = get_probe_mask(self.N) if self.mask else \
             np.ones((self.N, self.N), np.float32)
 
     def build(self, input_shape):

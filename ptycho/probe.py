@@ -52,20 +52,23 @@ def _radius_grid(N: int) -> np.ndarray:
 
 
 def get_probe_mask(N: int) -> np.ndarray:
-    """The probe support: a disc of radius ``N / 4`` pixels centred at ``(N // 2, N // 2)``.
+    """The probe support: the open disc of radius ``N / 4`` pixels centred at ``(N // 2, N // 2)``.
+
+    Strictly inside the radius, so the support lies within the central ``N/2 x N/2`` window
+    (rows and columns ``N/4 ... 3N/4 - 1``) that the model predicts.
 
     Args:
         N: patch side in pixels, a power of two from 16 to 256.
 
     Returns:
-        ``(N, N) float32``: 1 where the distance to ``(N // 2, N // 2)`` is ``<= N / 4``
+        ``(N, N) float32``: 1 where the distance to ``(N // 2, N // 2)`` is ``< N / 4``
         pixels, 0 elsewhere.
 
     Raises:
         ValueError: ``N`` is not one of 16, 32, 64, 128, 256.
     """
     N = _check_N(N)
-    return (_radius_grid(N) <= N / 4).astype(np.float32)
+    return (_radius_grid(N) < N / 4).astype(np.float32)
 
 
 def _probe_np(N: int, probe_scale: float, mask: bool) -> np.ndarray:
