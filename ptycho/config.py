@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from typing import Any, Mapping
+from typing import Any
 
 __all__ = [
     "ConfigError",
@@ -208,7 +209,7 @@ class TrainingConfig(_ConfigBase):
         _check_float(o, "learning_rate", self.learning_rate, 0.0, 1.0, lo_open=True)
         _check_int(o, "seed", self.seed, 0)
 
-    def with_loss(self, loss: str) -> "TrainingConfig":
+    def with_loss(self, loss: str) -> TrainingConfig:
         """A copy whose loss weights follow the named preset (``"nll"`` or ``"mae"``)."""
         if loss not in LOSS_PRESETS:
             _fail(type(self).__name__, "loss", loss,

@@ -288,4 +288,5 @@ class TotalVariationPenalty(keras.layers.Layer):
 
 CUSTOM_OBJECTS = {cls.__name__: cls for cls in (
     CombineComplex, ReassemblePatchesLayer, ExtractPatchesPositionLayer, TrimObjectLayer,
-    ProbeIllumination, DiffractLayer, IntensityScaler, SquareLayer, FirstChannel, TotalVariationPenalty)}
+    ProbeIllumination, DiffractLayer, IntensityScaler, SquareLayer, FirstChannel,
+    TotalVariationPenalty)}

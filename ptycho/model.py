@@ -33,8 +33,8 @@ from .config import ModelConfig, TrainingConfig
 from .custom_layers import (
     CombineComplex,
     DiffractLayer,
-    FirstChannel,
     ExtractPatchesPositionLayer,
+    FirstChannel,
     IntensityScaler,
     ProbeIllumination,
     ReassemblePatchesLayer,
@@ -76,9 +76,10 @@ def unet_depth(N: int) -> int:
 
 
 def filter_counts(N: int, n_filters_scale: int) -> list[int]:
-    """Filters per encoder level, bottleneck last: ``32 * scale * 2**k`` capped at ``256 * scale``."""
-    d = unet_depth(N)
-    return [min(32 * n_filters_scale * 2**k, 256 * n_filters_scale) for k in range(d + 1)]
+    """Filters of the encoder levels: ``32 * scale * 2**k`` for ``k < unet_depth(N)``, capped
+    at ``256 * scale``; the ``8 x 8`` bottleneck keeps the last level's count."""
+    return [min(32 * n_filters_scale * 2**k, 256 * n_filters_scale)
+            for k in range(unet_depth(N))]
 
 
 def default_intensity_scale(probe: np.ndarray, nphotons: float) -> float:
@@ -96,23 +97,30 @@ def _conv(x, filters, name):
 
 def _unet(x, cfg: ModelConfig):
     """U-Net on normalised amplitudes ``(B, N, N, C)`` -> ``(amplitude, phase)`` of the object
-    region, each ``(B, N/2, N/2, C)`` (``pad_object``) or ``(B, N, N, C)``."""
+    region, each ``(B, N/2, N/2, C)`` (``pad_object``) or ``(B, N, N, C)``.
+
+    Encoder: per level two 3x3 convolutions and a 2x2 max-pool down to ``8 x 8``; bottleneck:
+    two 3x3 convolutions. Decoder, per level: a 1x1 convolution (channel reduction at the low
+    resolution, where it is cheap), 2x upsampling, concatenation with the encoder's features at
+    that resolution, one 3x3 convolution. Shared by the amplitude head (``amp_activation``) and
+    the phase head (``pi * tanh``), each a 3x3 convolution to C channels.
+    """
     filters = filter_counts(cfg.N, cfg.n_filters_scale)
-    depth = len(filters) - 1
+    depth = len(filters)
     skips = []
     for k in range(depth):
         x = _conv(x, filters[k], f"enc{k}_a")
         x = _conv(x, filters[k], f"enc{k}_b")
         skips.append(x)  # resolution N / 2**k
         x = keras.layers.MaxPooling2D(2, name=f"pool{k}")(x)
-    x = _conv(x, filters[depth], "bottleneck_a")
-    x = _conv(x, filters[depth], "bottleneck_b")  # resolution 8
+    x = _conv(x, filters[-1], "bottleneck_a")
+    x = _conv(x, filters[-1], "bottleneck_b")  # resolution 8
     last = 1 if cfg.pad_object else 0  # decode to N/2 (padded later) or to N
     for k in range(depth - 1, last - 1, -1):
+        x = keras.layers.Conv2D(filters[k], 1, activation="relu", name=f"reduce{k}")(x)
         x = keras.layers.UpSampling2D(2, name=f"up{k}")(x)
         x = keras.layers.Concatenate(name=f"skip{k}")([x, skips[k]])
-        x = _conv(x, filters[k], f"dec{k}_a")
-        x = _conv(x, filters[k], f"dec{k}_b")
+        x = _conv(x, filters[k], f"dec{k}")
     C = cfg.C
     amp = keras.layers.Conv2D(C, 3, padding="same", activation=cfg.amp_activation,
                               name="amp_head")(x)

@@ -5,9 +5,10 @@ Glossary: ``N`` patch side (pixels); ``C = gridsize**2`` patterns per sample; ``
 reassembly canvas (``padded_size``). Images are ``(B, H, W, K)``; translations are ``(B, 2)``
 ordered ``(row, col)`` in pixels; positions/offsets are ``(B, 1, 2, C)``.
 
-Translation convention: ``translate_core(images, t)[b, y, x] == images[b, y - t[b, 0], x - t[b, 1]]``
-with bilinear interpolation and zeros outside the image, so a positive ``t`` moves content down
-and right.
+Translation convention:
+``translate_core(images, t)[b, y, x] == images[b, y - t[b, 0], x - t[b, 1]]``,
+with bilinear interpolation and zeros outside the image, so a positive ``t`` moves content
+down and right.
 
 Every function takes its sizes as explicit arguments; nothing here reads ``params.cfg``.
 """

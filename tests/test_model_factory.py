@@ -72,7 +72,7 @@ def test_training_steps_update_weights_and_lower_the_loss(gridsize):
     for _ in range(15):
         last = autoencoder.train_on_batch([X, pos], y, return_dict=True)["loss"]
     after = autoencoder.get_weights()
-    assert any(not np.allclose(a, b) for a, b in zip(before, after))
+    assert any(not np.allclose(a, b) for a, b in zip(before, after, strict=True))
     assert np.isfinite(last) and last < first
 
 
@@ -112,7 +112,7 @@ def test_probe_comes_from_argument_then_params_cfg_when_it_matches_n():
 @pytest.mark.parametrize("N,depth", [(16, 1), (32, 2), (64, 3), (128, 4), (256, 5)])
 def test_unet_depth_follows_n(N, depth):
     assert model_lib.unet_depth(N) == depth
-    assert len(model_lib.filter_counts(N, 1)) == depth + 1
+    assert len(model_lib.filter_counts(N, 1)) == depth
 
 
 def test_import_no_side_effects():
@@ -178,8 +178,8 @@ def test_reset_weights_is_deterministic_per_seed():
     b = [w.copy() for w in ae.get_weights()]
     model_lib.reset_weights(ae, seed=3)
     c = ae.get_weights()
-    assert all(np.array_equal(x, y) for x, y in zip(a, c))
-    assert any(not np.array_equal(x, y) for x, y in zip(a, b))
+    assert all(np.array_equal(x, y) for x, y in zip(a, c, strict=True))
+    assert any(not np.array_equal(x, y) for x, y in zip(a, b, strict=True))
 
 
 def test_model_config_is_attached_and_sizes_are_explicit():

@@ -30,6 +30,8 @@ def test_example_sweep_files_are_valid():
     dose = load_sweep(REPO / "experiments" / "dose_response.toml", check_task=False)
     assert (dose.name, dose.n_units, dose.n_arms) == ("dose_response", 24, 48)
     assert dose.simulation["object_size"] == 392
+    cpu = load_sweep(REPO / "experiments" / "dose_response_cpu.toml", check_task=False)
+    assert (cpu.name, cpu.n_units, cpu.n_arms) == ("dose_response_cpu", 4, 8)
 
 
 def test_expansion_and_unit_helpers(tmp_path):
@@ -208,7 +210,7 @@ def test_cli_unknown_backend_and_missing_dir(tmp_path, capsys):
     path = write_sweep(tmp_path / "s.toml", sweep_dict())
     out = tmp_path / "out"
     assert cli.main(["run", str(path), "--out", str(out), "--backend", "nope"]) == 2
-    assert "valid backends: inprocess, local" in capsys.readouterr().err
+    assert "valid backends: dask, inprocess, local" in capsys.readouterr().err
     assert cli.main(["run", str(path), "--out", str(out), "--scheduler", "tcp://x:1"]) == 2
     assert "scheduler" in capsys.readouterr().err
     assert not out.exists()
