@@ -6,7 +6,7 @@ orchestrator (this package, minus :mod:`runner.worker`) never imports TensorFlow
 
 Python API (loaded lazily, so ``import runner`` stays cheap for workers)::
 
-    runner.run_sweep(sweep, out_dir=None, n_jobs=1, backend="local", force=False,
+    runner.run_sweep(sweep, out_dir=None, n_jobs=None, backend="local", force=False,
                      dry_run=False, progress=True) -> pandas.DataFrame
     runner.load_results(out_dir) -> pandas.DataFrame
     runner.load_sweep(path_or_dict) -> runner.Sweep

@@ -3,13 +3,15 @@
 Commands::
 
     ptycho-sweep run SWEEP.toml [--out DIR] [--n-jobs K] [--backend NAME]
-                     [--scheduler ADDRESS] [--force] [--dry-run] [--no-progress]
+                     [--scheduler ADDRESS] [--gpus-per-unit K|auto] [--shared-dir]
+                     [--force] [--dry-run] [--no-progress]
     ptycho-sweep status DIR       arms by status (and pending arms), per-unit status
     ptycho-sweep aggregate DIR    pivot tables of the metrics by dose; saves DIR/aggregate.csv
     ptycho-sweep plot DIR         DIR/dose_response.png and DIR/reconstructions.png
 
 Exit status: 0 when every arm is ok, 1 when any arm failed, timed out, crashed or is still
-pending, 2 for bad input (invalid sweep file, missing directory, unknown backend),
+pending, 2 for bad input (invalid sweep file, missing directory, unknown or unavailable
+backend, unreachable Dask scheduler),
 130 when interrupted.
 """
 
@@ -40,12 +42,21 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run (or resume) a sweep")
     run.add_argument("sweep", help="sweep file (TOML)")
     run.add_argument("--out", default=None, help="output directory (default results/<name>)")
-    run.add_argument("--n-jobs", type=int, default=1,
-                     help="units run concurrently, each in its own process (-1: one per core)")
+    run.add_argument("--n-jobs", type=int, default=None,
+                     help="units run concurrently, each in its own process (-1: one per core; "
+                          "default 1, with --backend dask the size of the cluster)")
     run.add_argument("--backend", default="local",
                      help="executor: local (default), inprocess (debugging, not isolated), "
-                          "dask (when installed)")
-    run.add_argument("--scheduler", default=None, help="scheduler address (cluster backends)")
+                          "dask (pip install 'ptycho-sweep[dask]')")
+    run.add_argument("--scheduler", default=None,
+                     help="Dask scheduler address, e.g. tcp://host:8786 (default with "
+                          "--backend dask: a local cluster of --n-jobs worker processes)")
+    run.add_argument("--gpus-per-unit", default=None, metavar="K|auto",
+                     help="dask: Dask 'GPU' resources each unit asks for (default auto: 1 if "
+                          "a worker advertises GPU, else 0)")
+    run.add_argument("--shared-dir", action="store_true",
+                     help="dask: the output directory is mounted at the same path on the "
+                          "workers; units write into it instead of shipping results back")
     run.add_argument("--force", action="store_true", help="rerun arms that are already ok")
     run.add_argument("--dry-run", action="store_true",
                      help="validate and print the plan; start and write nothing")
@@ -87,9 +98,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from .sweep import SweepError, load_sweep
 
     n_jobs = usable_cores() if args.n_jobs == -1 else args.n_jobs
-    if n_jobs < 1:
+    if n_jobs is not None and n_jobs < 1:
         return _error(f"--n-jobs {args.n_jobs} is invalid: must be >= 1 (or -1)")
-    options = {} if args.scheduler is None else {"scheduler": args.scheduler}
+    options: dict = {}  # only what was given: a backend rejects options it does not take
+    if args.scheduler is not None:
+        options["scheduler"] = args.scheduler
+    if args.gpus_per_unit is not None:
+        options["gpus_per_unit"] = args.gpus_per_unit
+    if args.shared_dir:
+        options["shared_dir"] = True
     try:
         if args.dry_run:
             from .executors import get_executor

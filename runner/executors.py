@@ -17,11 +17,19 @@ Registered executors:
     debugging only: **not isolated** (TensorFlow and any global state persist between units
     and in the caller), no timeout, a crash takes the orchestrator down.
 
-Adding one (e.g. Dask): subclass :class:`Executor`, implement :meth:`~Executor.run_attempt`
-(blocking, thread-safe; on a cluster worker it can call :func:`run_worker_process`, provided
-the output directory is on a shared file system) and :meth:`~Executor.cancel`, and call
-``register_executor("dask", "package.module:DaskExecutor")``; options such as
-``scheduler=...`` arrive as keyword arguments of the constructor.
+``dask`` (optional: ``pip install 'ptycho-sweep[dask]'``)
+    :class:`runner.dask_executor.DaskExecutor`: every attempt is a Dask task that starts the
+    same fresh interpreter on whichever Dask worker takes it (through
+    :func:`run_worker_process`, so timeouts and process-group kills are the same) and ships the
+    records, outcome, log and artifacts back to the orchestrator. Loaded on first use; without
+    ``distributed`` installed it fails with an install hint.
+
+Adding one: subclass :class:`Executor`, implement :meth:`~Executor.run_attempt` (blocking,
+thread-safe) and, as needed, :meth:`~Executor.start` (connect; called when the orchestrator
+enters the executor, before anything is written), :meth:`~Executor.cancel` and
+:meth:`~Executor.close`, and call ``register_executor("name", "package.module:Class")``;
+options such as ``scheduler=...`` arrive as keyword arguments of the constructor, which must
+be cheap (the CLI's ``--dry-run`` builds and closes the executor to validate them).
 """
 
 from __future__ import annotations
@@ -78,6 +86,9 @@ class AttemptResult:
     cancelled: bool = False
     wall_s: float = 0.0
     log_tail: str = ""
+    #: why the attempt ended without a worker exit status (e.g. a lost cluster worker);
+    #: used as the ``error`` of the arms it left without a record
+    error: str | None = None
 
 
 def log_tail(path: Path, n_lines: int = 20, max_bytes: int = 16384) -> str:
@@ -95,7 +106,12 @@ def log_tail(path: Path, n_lines: int = 20, max_bytes: int = 16384) -> str:
 
 # -- the interface and registry --------------------------------------------------------------
 class Executor(ABC):
-    """Runs unit attempts. ``n_jobs`` attempts may be in flight (one per calling thread)."""
+    """Runs unit attempts. ``n_jobs`` attempts may be in flight (one per calling thread).
+
+    ``n_jobs=None`` means the backend's default (1 here; a cluster backend may size it to the
+    cluster when it starts). Use as a context manager: ``__enter__`` calls :meth:`start`,
+    ``__exit__`` :meth:`close`.
+    """
 
     name: ClassVar[str] = "?"
     #: every attempt runs in a fresh process
@@ -103,11 +119,13 @@ class Executor(ABC):
     #: :attr:`AttemptJob.timeout_s` is enforced
     enforces_timeout: ClassVar[bool] = True
 
-    def __init__(self, n_jobs: int = 1, **options: Any):
+    def __init__(self, n_jobs: int | None = 1, **options: Any):
         if options:
             raise BackendError(f"backend {self.name!r} takes no option(s) "
                                f"{', '.join(sorted(options))}")
-        if not isinstance(n_jobs, int) or n_jobs < 1:
+        if n_jobs is None:
+            n_jobs = 1
+        if isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or n_jobs < 1:
             raise BackendError(f"n_jobs = {n_jobs!r} is invalid: must be an integer >= 1")
         self.n_jobs = n_jobs
 
@@ -119,10 +137,18 @@ class Executor(ABC):
         """Stop every running attempt now; pending :meth:`run_attempt` calls return soon with
         ``cancelled=True``. Called from the orchestrator's main thread on interruption."""
 
+    def start(self) -> None:  # noqa: B027 - optional hook
+        """Acquire resources (connect to a cluster...); raise BackendError if unusable."""
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources."""
 
     def __enter__(self) -> Executor:
+        try:
+            self.start()
+        except BaseException:
+            self.close()
+            raise
         return self
 
     def __exit__(self, *exc) -> None:
@@ -142,8 +168,9 @@ def available_executors() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def get_executor(name: str, n_jobs: int = 1, **options: Any) -> Executor:
-    """Instantiate the executor registered as ``name``; BackendError lists the valid names."""
+def get_executor(name: str, n_jobs: int | None = None, **options: Any) -> Executor:
+    """Instantiate the executor registered as ``name`` (``n_jobs=None``: its default);
+    BackendError lists the valid names, or says what an optional backend needs."""
     factory = _REGISTRY.get(name)
     if factory is None:
         raise BackendError(f"unknown backend {name!r}; valid backends: "
@@ -233,12 +260,12 @@ class LocalExecutor(Executor):
 
     name = "local"
 
-    def __init__(self, n_jobs: int = 1, *, grace_s: float = 5.0, poll_s: float = 0.25,
+    def __init__(self, n_jobs: int | None = 1, *, grace_s: float = 5.0, poll_s: float = 0.25,
                  **options: Any):
         super().__init__(n_jobs, **options)
         self.grace_s, self.poll_s = grace_s, poll_s
         self._slots: queue.SimpleQueue[int] = queue.SimpleQueue()
-        for i in range(n_jobs):
+        for i in range(self.n_jobs):
             self._slots.put(i)
         self._gpus = detect_gpus()
         self._cancelled = threading.Event()
@@ -286,9 +313,9 @@ class InProcessExecutor(Executor):
     isolated = False
     enforces_timeout = False
 
-    def __init__(self, n_jobs: int = 1, **options: Any):
+    def __init__(self, n_jobs: int | None = 1, **options: Any):
         super().__init__(n_jobs, **options)
-        if n_jobs != 1:
+        if n_jobs not in (None, 1):
             log.warning("backend 'inprocess' runs one unit at a time (n_jobs=%d ignored)",
                         n_jobs)
         self.n_jobs = 1
@@ -316,3 +343,4 @@ class InProcessExecutor(Executor):
 
 register_executor("local", LocalExecutor)
 register_executor("inprocess", InProcessExecutor)
+register_executor("dask", "runner.dask_executor:DaskExecutor")  # imports dask only when used

@@ -3,12 +3,14 @@
 :func:`run_sweep` validates the sweep and the output directory before anything is written,
 skips arms whose record is ``ok`` (resume; ``force=True`` reruns everything), and runs each
 remaining unit through an executor (:mod:`runner.executors`) with ``n_jobs`` joblib threads,
-each of which supervises one worker at a time. Results travel only through files: after an
-attempt, every arm of the unit without a record from that attempt gets one written here --
-``timeout``, or ``crashed`` (killed by a signal / nonzero exit, with the log tail). A crashed unit
-is re-run for its crashed arms up to ``sweep.retries`` times; ``failed`` (the task raised) and
-``timeout`` are not retried within a run, but are on the next run. ``metrics.parquet`` and
-``metrics.csv`` are rewritten after each unit and at the end.
+each of which supervises one worker at a time. Results travel only through files of the output
+directory (a cluster executor writes the records it ships back there before returning, see
+:mod:`runner.dask_executor`): after an attempt, every arm of the unit without a record from
+that attempt gets one written here -- ``timeout``, or ``crashed`` (killed by a signal / nonzero
+exit / a lost cluster worker, with the log tail). A crashed unit is re-run for its crashed
+arms up to ``sweep.retries`` times; ``failed`` (the task raised) and ``timeout`` are not retried
+within a run, but are on the next run. ``metrics.parquet`` and ``metrics.csv`` are rewritten
+after each unit and at the end.
 
 This module never imports TensorFlow (nor the task module).
 """
@@ -165,6 +167,8 @@ def _on_interrupt(executor: Executor) -> Iterator[None]:
 
 
 def _crash_error(res: AttemptResult) -> str:
+    if res.error:  # the executor knows better (e.g. the cluster worker running it died)
+        return res.error
     rc = res.returncode
     if rc is not None and rc < 0:
         try:
@@ -294,17 +298,19 @@ def _consolidate(paths: OutputPaths, records: Mapping[str, Mapping[str, Any]] | 
 
 
 def run_sweep(sweep: str | Path | Mapping[str, Any] | Sweep, out_dir: str | Path | None = None,
-              n_jobs: int = 1, backend: str = "local", force: bool = False,
+              n_jobs: int | None = None, backend: str = "local", force: bool = False,
               dry_run: bool = False, progress: bool = True, **backend_options: Any):
     """Run a sweep; return its results table (one row per recorded arm).
 
     Args:
         sweep: path of a TOML sweep file, an equivalent dict, or a :class:`Sweep`.
         out_dir: output directory (default ``results/<sweep name>``).
-        n_jobs: units run concurrently (each in its own worker process).
-        backend: executor name (``"local"``, ``"inprocess"``, ... see
+        n_jobs: units run concurrently (each in its own worker process); None: the
+            backend's default (1 locally; for ``"dask"`` the size of the cluster).
+        backend: executor name (``"local"``, ``"inprocess"``, ``"dask"``... see
             :func:`runner.executors.available_executors`); ``backend_options`` go to it
-            (e.g. ``scheduler=`` for a cluster backend).
+            (for ``"dask"``: ``scheduler=``, ``gpus_per_unit=``, ``shared_dir=``; see
+            :class:`runner.dask_executor.DaskExecutor`).
         force: rerun arms whose record is already ``ok``.
         dry_run: validate and plan only; log the plan and return it as a table (columns
             ``action`` and ``previous_status``) without writing or starting anything.
@@ -312,7 +318,8 @@ def run_sweep(sweep: str | Path | Mapping[str, Any] | Sweep, out_dir: str | Path
 
     Raises:
         SweepError: invalid sweep or output directory (nothing written).
-        BackendError: unknown backend or bad backend options (nothing written).
+        BackendError: unknown or unavailable backend, bad backend options, or a cluster
+            that cannot be reached (nothing written).
         KeyboardInterrupt: interrupted; running workers were killed, finished arms kept.
     """
     plan = plan_run(sweep, out_dir, force)
@@ -321,28 +328,37 @@ def run_sweep(sweep: str | Path | Mapping[str, Any] | Sweep, out_dir: str | Path
         return plan.frame()
     executor = get_executor(backend, n_jobs=n_jobs, **backend_options)
     paths, sw = plan.paths, plan.sweep
-    paths.root.mkdir(parents=True, exist_ok=True)
-    with executor, _output_lock(paths):
-        text = sw.to_toml()
-        if not paths.sweep_toml.is_file() or paths.sweep_toml.read_text("utf-8") != text:
-            atomic_write_text(paths.sweep_toml, text)
-        records = dict(plan.existing)
-        log.info("sweep %s: %d arm(s) in %d unit(s) to run, %d already ok; backend %s, "
-                 "n_jobs %d, output %s", sw.name, plan.n_run, len(plan.todo),
-                 plan.n_arms - plan.n_run, executor.name, executor.n_jobs, paths.root)
-        try:
-            if plan.todo:
-                if not executor.isolated:
-                    log.warning("backend %r runs tasks in this process: NOT isolated",
-                                executor.name)
-                _execute(plan, executor, records, progress)
-        finally:
-            df = _consolidate(paths)
+    with executor:  # started (e.g. connected to a cluster) before anything is written
+        paths.root.mkdir(parents=True, exist_ok=True)
+        with _output_lock(paths):
+            df = _run_locked(plan, executor, progress)
     if df is None:
         from .store import load_results
 
         df = load_results(paths.root)
     log.info("sweep %s finished:\n%s", sw.name, summary_text(df))
+    return df
+
+
+def _run_locked(plan: RunPlan, executor: Executor, progress: bool):
+    """The run proper, with the executor started and the output directory locked; returns
+    the consolidated table (None if it could not be written)."""
+    paths, sw = plan.paths, plan.sweep
+    text = sw.to_toml()
+    if not paths.sweep_toml.is_file() or paths.sweep_toml.read_text("utf-8") != text:
+        atomic_write_text(paths.sweep_toml, text)
+    records = dict(plan.existing)
+    log.info("sweep %s: %d arm(s) in %d unit(s) to run, %d already ok; backend %s, "
+             "n_jobs %d, output %s", sw.name, plan.n_run, len(plan.todo),
+             plan.n_arms - plan.n_run, executor.name, executor.n_jobs, paths.root)
+    try:
+        if plan.todo:
+            if not executor.isolated:
+                log.warning("backend %r runs tasks in this process: NOT isolated",
+                            executor.name)
+            _execute(plan, executor, records, progress)
+    finally:
+        df = _consolidate(paths)
     return df
 
 

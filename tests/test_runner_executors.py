@@ -17,9 +17,9 @@ from runner.taskref import project_root  # noqa: E402
 
 
 def test_registry_lists_valid_names_and_loads_lazily(monkeypatch):
-    assert {"local", "inprocess"} <= set(available_executors())
-    with pytest.raises(BackendError, match="unknown backend 'dask'; valid backends: "):
-        get_executor("dask")
+    assert {"local", "inprocess", "dask"} <= set(available_executors())
+    with pytest.raises(BackendError, match="unknown backend 'nosuch'; valid backends: "):
+        get_executor("nosuch")
     monkeypatch.setitem(executors._REGISTRY, "lazy", "runner.executors:InProcessExecutor")
     assert isinstance(get_executor("lazy"), executors.InProcessExecutor)
     monkeypatch.setitem(executors._REGISTRY, "broken", "no_such_pkg.mod:Executor")

@@ -148,8 +148,8 @@ def test_inprocess_backend_and_default_output_dir(tmp_path, monkeypatch):
     df = runner.run_sweep(sweep_dict(name="dbg"), backend="inprocess", progress=False)
     assert set(df["status"]) == {"ok"} and set(df["pid"]) == {__import__("os").getpid()}
     assert (tmp_path / "results" / "dbg" / "metrics.parquet").is_file()
-    with pytest.raises(ValueError, match="valid backends: inprocess, local"):
-        runner.run_sweep(sweep_dict(name="x"), backend="dask")
+    with pytest.raises(ValueError, match="valid backends: dask, inprocess, local"):
+        runner.run_sweep(sweep_dict(name="x"), backend="nosuch")
     assert not (tmp_path / "results" / "x").exists()
 
 

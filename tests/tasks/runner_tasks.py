@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -58,6 +59,21 @@ def slow_task(unit):
             time.sleep(1000)
         time.sleep(delay)
         yield {"arm_id": arm.arm_id, **_metrics(unit, arm)}
+
+
+def block_once_task(unit):
+    """Like slow_task without delays, plus ``parent_pid``. In units with N == 64 the first
+    execution yields its first arm, then writes ``<RUNNER_TEST_READY_DIR>/<unit_id>.ready``
+    ("<pid> <parent pid>") and blocks; later executions (the file exists) run normally."""
+    marker = Path(os.environ.get("RUNNER_TEST_READY_DIR", "/nonexistent")) / f"{unit.unit_id}.ready"
+    block = unit.N == 64 and not marker.exists()
+    for i, arm in enumerate(unit.arms):
+        if block and i == 1:
+            tmp = marker.with_name(marker.name + ".tmp")
+            tmp.write_text(f"{os.getpid()} {os.getppid()}")
+            os.replace(tmp, marker)
+            time.sleep(1000)
+        yield {"arm_id": arm.arm_id, **_metrics(unit, arm), "parent_pid": os.getppid()}
 
 
 def flaky_task(unit):

@@ -1,0 +1,344 @@
+"""The dask backend on real distributed.LocalClusters: every unit is still a fresh process
+(started by a Dask worker), results are shipped back into the orchestrator's output directory,
+and failures, lost Dask workers and interruptions end as they do on the local backend."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import psutil
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "tasks"))
+from runner_testlib import (  # noqa: E402
+    REPO,
+    cli_env,
+    pid_gone,
+    sweep_dict,
+    tasks_pythonpath,
+    use_tasks,
+    wait_for,
+    write_sweep,
+)
+
+import runner  # noqa: E402
+from runner import cli  # noqa: E402
+from runner.executors import BackendError, get_executor  # noqa: E402
+from runner.paths import OutputPaths  # noqa: E402
+
+IDENTITY = ["arm_id", "unit_id", "N", "gridsize", "nphotons", "loss", "seed", "status", "error",
+            "attempt"]
+METRICS = ["amp_psnr", "amp_ssim", "phase_psnr", "phase_ssim", "amp_frc50", "phase_frc50",
+           "amp_mae", "amp_mse", "phase_mae", "phase_mse", "final_loss"]
+HINT = "pip install 'ptycho-sweep[dask]'"
+
+
+@contextlib.contextmanager
+def local_cluster(**kwargs):
+    """A real cluster: 2 worker processes (each under a nanny) of 1 thread, and a client."""
+    distributed = pytest.importorskip("distributed")
+    scheduler_kwargs = {"dashboard_address": ":0", **kwargs.pop("scheduler_kwargs", {})}
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None, silence_logs=logging.ERROR,
+                                  scheduler_kwargs=scheduler_kwargs, **kwargs) as cl, \
+            distributed.Client(cl, set_as_default=False) as client:
+        yield cl, client
+
+
+@pytest.fixture(scope="module")
+def ready_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("ready")
+
+
+@pytest.fixture(scope="module")
+def cluster(ready_dir):
+    """One CPU-only cluster for the module; its workers see the test tasks and ready_dir."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PYTHONPATH", tasks_pythonpath())
+        mp.setenv("RUNNER_TEST_READY_DIR", str(ready_dir))
+        with local_cluster() as (cl, client):
+            yield cl, client
+
+
+def comparable(df: pd.DataFrame) -> pd.DataFrame:
+    return df[IDENTITY + METRICS].sort_values("arm_id").reset_index(drop=True)
+
+
+def worker_pids(client) -> dict[str, int]:
+    return client.run(os.getpid)
+
+
+# -- without Dask ----------------------------------------------------------------------------
+NO_DASK = """
+import json, sys
+import runner
+from runner import cli
+assert "dask" in runner.available_executors()
+df = runner.run_sweep(json.loads(sys.argv[1]), sys.argv[2], n_jobs=2, progress=False)
+assert cli.main(["run", sys.argv[3], "--out", sys.argv[2] + "-cli", "--no-progress"]) == 0
+print("STATUSES", sorted(set(df["status"])))
+print("DASK_MODULES", sorted(m for m in sys.modules if m.split(".")[0] in ("dask", "distributed")))
+"""
+
+
+def test_runner_and_the_local_backend_never_import_dask(tmp_path):
+    sweep = sweep_dict(N=(16, 32))
+    toml = write_sweep(tmp_path / "s.toml", sweep)
+    proc = subprocess.run([sys.executable, "-c", NO_DASK, json.dumps(sweep),
+                           str(tmp_path / "out"), str(toml)], cwd=REPO, env=cli_env(),
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "STATUSES ['ok']" in proc.stdout
+    assert "DASK_MODULES []" in proc.stdout
+
+
+def test_dask_backend_without_dask_fails_cleanly(tmp_path, monkeypatch, capsys):
+    use_tasks(monkeypatch)
+    for name in ("dask", "distributed"):
+        monkeypatch.setitem(sys.modules, name, None)  # `import distributed` -> ImportError
+    with pytest.raises(BackendError, match=r"pip install 'ptycho-sweep\[dask\]'"):
+        get_executor("dask")
+    sweep = write_sweep(tmp_path / "s.toml", sweep_dict())
+    out = tmp_path / "out"
+    for extra in ([], ["--dry-run"], ["--scheduler", "tcp://127.0.0.1:8786"]):
+        assert cli.main(["run", str(sweep), "--out", str(out), "--backend", "dask",
+                         "--no-progress", *extra]) == 2
+        assert HINT in capsys.readouterr().err
+    assert not out.exists()
+
+
+# -- on a cluster ----------------------------------------------------------------------------
+def test_same_table_as_local_each_unit_a_fresh_process(cluster, tmp_path, monkeypatch):
+    cl, client = cluster
+    use_tasks(monkeypatch)
+    sweep = sweep_dict(N=(16, 32), gridsize=(1, 2))
+    local = runner.run_sweep(sweep, tmp_path / "local", n_jobs=2, progress=False)
+    remote = runner.run_sweep(sweep, tmp_path / "dask", backend="dask",
+                              scheduler=cl.scheduler_address, progress=False)
+    assert len(remote) == 8 and set(remote["status"]) == {"ok"}
+    pd.testing.assert_frame_equal(comparable(local), comparable(remote))
+    env_cols = sorted(c for c in local if c.startswith("env_"))  # same thread split
+    pd.testing.assert_frame_equal(local.sort_values("arm_id")[env_cols].reset_index(drop=True),
+                                  remote.sort_values("arm_id")[env_cols].reset_index(drop=True))
+
+    # isolation: one fresh process per unit, started by a Dask worker, which it is not
+    dask_pids = set(worker_pids(client).values())
+    per_unit = remote.groupby("unit_id")["pid"].agg(["nunique", "first"])
+    assert (per_unit["nunique"] == 1).all() and per_unit["first"].nunique() == 4
+    assert not set(remote["pid"]) & (dask_pids | {os.getpid()})
+    assert set(remote["parent_pid"]) <= dask_pids
+    assert not remote["tf_loaded"].any()
+
+    # the output directory looks as if the units had run here
+    lp, dp = OutputPaths(tmp_path / "local"), OutputPaths(tmp_path / "dask")
+    assert len(pd.read_parquet(dp.metrics_parquet)) == 8 and dp.metrics_csv.is_file()
+    for uid in remote["unit_id"].unique():
+        assert json.loads(dp.outcome(uid).read_text())["status"] == "ok"
+        log_text = dp.worker_log(uid).read_text()
+        assert "on Dask worker tcp://" in log_text and f"unit {uid}: ok" in log_text
+        shipped = sorted(p.name for p in dp.artifact_dir(uid).iterdir())
+        assert shipped == sorted(p.name for p in lp.artifact_dir(uid).iterdir())
+        for name in shipped:
+            with np.load(dp.artifact_dir(uid) / name) as a, \
+                    np.load(lp.artifact_dir(uid) / name) as b:
+                assert np.array_equal(a["amplitude"], b["amplitude"])
+    # and the workers' scratch directories are gone
+    leftovers = client.run(lambda dask_worker: sorted(
+        p.name for p in Path(dask_worker.local_directory).glob("ptycho-unit-*")))
+    assert not any(leftovers.values()), leftovers
+
+
+def test_failed_crashed_and_timed_out_units_as_on_local(cluster, tmp_path, monkeypatch):
+    """mixed_task: N=16 ok; N=32 first arm ok then raises; N=64 segfaults (retried once);
+    N=128 hangs with a child process past the timeout."""
+    cl, _ = cluster
+    use_tasks(monkeypatch)
+    sweep = sweep_dict(task="runner_tasks:mixed_task", N=(16, 32, 64, 128), timeout_s=3,
+                       retries=1)
+    local = runner.run_sweep(sweep, tmp_path / "local", n_jobs=2, progress=False)
+    remote = runner.run_sweep(sweep, tmp_path / "dask", backend="dask",
+                              scheduler=cl.scheduler_address, progress=False)
+    pd.testing.assert_frame_equal(comparable(local), comparable(remote))
+    by = {(r.N, r.loss): r for r in remote.itertuples()}
+    assert by[32, "nll"].status == "ok" and by[32, "mae"].error == "ValueError: boom at N=32"
+    assert by[64, "nll"].error == "worker killed by signal SIGSEGV (-11)"
+    assert "Segmentation fault" in by[64, "nll"].log_tail and by[64, "nll"].attempt == 2
+    assert by[128, "nll"].status == "timeout" and "timed out after 3 s" in by[128, "nll"].error
+    # the hanging unit's child was killed with its process group (its pid file came back)
+    child = OutputPaths(tmp_path / "dask").artifact_dir(by[128, "nll"].unit_id) / "child.pid"
+    wait_for(lambda: pid_gone(int(child.read_text())), timeout=10)
+    assert remote.drop_duplicates("unit_id")["pid"].nunique() == 4
+
+
+def test_cli_runs_its_own_local_cluster_and_rejects_bad_options(tmp_path, monkeypatch):
+    pytest.importorskip("distributed")
+    use_tasks(monkeypatch)
+    me = psutil.Process()
+    before = {p.pid for p in me.children(recursive=True)}
+    sweep = write_sweep(tmp_path / "s.toml", sweep_dict(N=(16, 32)))
+    out = tmp_path / "out"
+    assert cli.main(["run", str(sweep), "--out", str(out), "--backend", "dask", "--n-jobs", "2",
+                     "--no-progress"]) == 0
+    df = runner.load_results(out)
+    assert len(df) == 4 and set(df["status"]) == {"ok"}
+    assert not set(df["parent_pid"]) & before  # the cluster started for the run ran them
+    # ... and was closed with everything it started
+    wait_for(lambda: {p.pid for p in me.children(recursive=True)} <= before, timeout=30)
+
+    bad = tmp_path / "bad"
+    for args in (["--backend", "dask", "--gpus-per-unit", "1"],  # a LocalCluster has no GPUs
+                 ["--backend", "dask", "--gpus-per-unit", "many"],
+                 ["--shared-dir"],  # the local backend takes no such option
+                 ["--scheduler", "tcp://127.0.0.1:8786"]):
+        assert cli.main(["run", str(sweep), "--out", str(bad), "--no-progress", *args]) == 2
+    with pytest.raises(BackendError, match="cannot connect to the Dask scheduler"):
+        runner.run_sweep(sweep, bad, backend="dask", scheduler="tcp://127.0.0.1:9",
+                         connect_timeout_s=1, progress=False)
+    assert not bad.exists()
+
+
+def test_gpu_units_ask_for_a_gpu_resource_only_where_there_are_gpus(cluster, tmp_path,
+                                                                     monkeypatch):
+    import distributed
+
+    cl, _ = cluster
+    use_tasks(monkeypatch)
+    asked = []
+    submit = distributed.Client.submit
+
+    def spy(self, *args, **kwargs):
+        asked.append(kwargs.get("resources"))
+        return submit(self, *args, **kwargs)
+
+    monkeypatch.setattr(distributed.Client, "submit", spy)
+    sweep = sweep_dict(N=(16, 32))
+    # CPU-only cluster: nothing is asked; asking anyway is refused before anything is written
+    assert set(runner.run_sweep(sweep, tmp_path / "cpu", backend="dask",
+                                scheduler=cl.scheduler_address, progress=False)["status"]) == {"ok"}
+    assert asked == [None, None]
+    with pytest.raises(BackendError, match="advertises GPU>=1"):
+        runner.run_sweep(sweep, tmp_path / "x", backend="dask", scheduler=cl.scheduler_address,
+                         gpus_per_unit=1, progress=False)
+    assert not (tmp_path / "x").exists()
+
+    # workers started with --resources GPU=1 on a host with 4 GPUs (a fake nvidia-smi) of
+    # which they see 2: each unit gets the device of the worker that runs it, of those 2
+    asked.clear()
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    smi = bin_dir / "nvidia-smi"
+    smi.write_text("#!/bin/sh\nfor i in 0 1 2 3; do echo \"GPU $i: Fake (UUID: GPU-$i)\"; done\n")
+    smi.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3")
+    with local_cluster(resources={"GPU": 1}) as (gcl, gclient):
+        df = runner.run_sweep(sweep_dict(N=(16, 32), nphotons=(1e4, 1e5)), tmp_path / "gpu",
+                              backend="dask", scheduler=gcl.scheduler_address, progress=False)
+        names = gclient.run(lambda dask_worker: dask_worker.name)
+        by_pid = {pid: names[addr] for addr, pid in worker_pids(gclient).items()}
+        with get_executor("dask", scheduler=gcl.scheduler_address, gpus_per_unit=0) as ex:
+            assert ex.n_jobs == 2
+    assert asked == [{"GPU": 1}] * 4
+    assert set(df["status"]) == {"ok"}
+    for row in df.itertuples():
+        assert row.env_CUDA_VISIBLE_DEVICES == ["2", "3"][by_pid[row.parent_pid]]
+
+
+@pytest.mark.parametrize("allowed_failures, retries, shared_dir", [
+    (0, 1, False),  # KilledWorker -> the sweep's retry runs the unit again: ok, attempt 2
+    (0, 0, True),   # no retry left: crashed, naming the worker; the arm recorded before stays
+    (3, 0, False),  # Dask re-runs the task on another worker itself: ok, attempt 1
+], ids=["sweep-retry", "crashed-shared-dir", "dask-retry"])
+def test_killed_dask_worker_never_loses_or_duplicates_a_row(tmp_path, monkeypatch,
+                                                           allowed_failures, retries,
+                                                           shared_dir):
+    """block_once_task: the N=64 unit records its first arm, signals readiness, then blocks;
+    the test SIGKILLs the Dask worker process running it."""
+    use_tasks(monkeypatch)
+    ready = tmp_path / "ready"
+    ready.mkdir()
+    monkeypatch.setenv("RUNNER_TEST_READY_DIR", str(ready))
+    sweep = sweep_dict(task="runner_tasks:block_once_task", N=(16, 64), retries=retries,
+                       timeout_s=120)
+    victim = next(u for u in runner.load_sweep(sweep).plan() if u.N == 64)
+    out = tmp_path / "out"
+    result: dict = {}
+    with local_cluster(scheduler_kwargs={"allowed_failures": allowed_failures}) as (cl, client):
+        def run() -> None:
+            try:
+                result["df"] = runner.run_sweep(sweep, out, backend="dask", progress=False,
+                                                scheduler=cl.scheduler_address,
+                                                shared_dir=shared_dir)
+            except BaseException as exc:  # reported below
+                result["exc"] = exc
+
+        thread = threading.Thread(target=run, daemon=True)
+        thread.start()
+        marker = ready / f"{victim.unit_id}.ready"
+        wait_for(marker.is_file, timeout=60)
+        unit_pid, dask_pid = map(int, marker.read_text().split())
+        pids = worker_pids(client)
+        assert dask_pid in pids.values() and unit_pid not in pids.values()
+        lost = next(addr for addr, pid in pids.items() if pid == dask_pid)
+        os.kill(dask_pid, signal.SIGKILL)
+        wait_for(lambda: pid_gone(unit_pid), timeout=10)  # the unit died with its Dask worker
+        thread.join(timeout=90)
+        assert not thread.is_alive() and "exc" not in result, result.get("exc")
+
+    df = result["df"]
+    paths = OutputPaths(out)
+    assert len(df) == 4 and df["arm_id"].is_unique
+    assert len(list(paths.records_dir.glob("*.json"))) == 4
+    assert len(pd.read_parquet(paths.metrics_parquet)) == 4
+    assert set(df.loc[df["N"] == 16, "status"]) == {"ok"}
+    hit = df[df["unit_id"] == victim.unit_id].set_index("loss")
+    if retries or allowed_failures:  # retried elsewhere, in a new process
+        assert list(hit["status"]) == ["ok", "ok"]
+        assert set(hit["attempt"]) == {2 if retries else 1}
+        assert unit_pid not in set(hit["pid"]) and dask_pid not in set(hit["parent_pid"])
+    else:
+        first, second = hit.loc["nll"], hit.loc["mae"]
+        assert first["status"] == "ok" and first["pid"] == unit_pid  # written before the kill
+        assert second["status"] == "crashed" and second["attempt"] == 1
+        assert f"Dask worker {lost} died" in second["error"]
+
+
+def test_interrupted_orchestrator_stops_units_on_the_workers(cluster, ready_dir, tmp_path):
+    """SIGINT to `ptycho-sweep run --backend dask`: the unit's process on the Dask worker is
+    killed, the Dask workers survive, nothing is recorded (a re-run runs the unit), exit 130."""
+    cl, client = cluster
+    sweep = write_sweep(tmp_path / "s.toml", sweep_dict(
+        task="runner_tasks:block_once_task", N=(64,), nphotons=(3e4,), timeout_s=600))
+    unit = runner.load_sweep(sweep).plan()[0]
+    out = tmp_path / "out"
+    pids = worker_pids(client)
+    proc = subprocess.Popen([sys.executable, "-m", "runner", "run", str(sweep), "--out",
+                             str(out), "--backend", "dask", "--scheduler", cl.scheduler_address,
+                             "--no-progress"], cwd=REPO, env=cli_env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        marker = ready_dir / f"{unit.unit_id}.ready"
+        wait_for(marker.is_file, timeout=60)
+        unit_pid, dask_pid = map(int, marker.read_text().split())
+        assert dask_pid in pids.values()
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err[-3000:]
+    assert "interrupted" in err
+    wait_for(lambda: pid_gone(unit_pid), timeout=15)
+    assert worker_pids(client) == pids
+    assert not list(OutputPaths(out).records_dir.glob("*.json"))
+    assert runner.plan_run(sweep, out).n_run == 2
