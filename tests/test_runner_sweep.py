@@ -31,7 +31,7 @@ def test_example_sweep_files_are_valid():
     assert (dose.name, dose.n_units, dose.n_arms) == ("dose_response", 24, 48)
     assert dose.simulation["object_size"] == 392
     cpu = load_sweep(REPO / "experiments" / "dose_response_cpu.toml", check_task=False)
-    assert (cpu.name, cpu.n_units, cpu.n_arms) == ("dose_response_cpu", 4, 8)
+    assert (cpu.name, cpu.n_units, cpu.n_arms) == ("dose_response_cpu", 8, 16)
 
 
 def test_expansion_and_unit_helpers(tmp_path):
