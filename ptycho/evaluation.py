@@ -35,6 +35,7 @@ __all__ = [
     "PSNR_CAP_DB",
     "METRIC_KEYS",
     "stitch_patches",
+    "illuminated_crop",
     "covered_region",
     "remove_global_phase",
     "frc",
@@ -487,6 +488,13 @@ def evaluate(est_obj, ref_obj, region=None) -> dict[str, float]:
     return {k: out[k] for k in METRIC_KEYS}
 
 
+def illuminated_crop(N: int) -> int:
+    """Side of the centred window of an ``N x N`` patch that lies inside the probe's support
+    disc of radius ``N/4`` (the inscribed square has side ``N / (2 sqrt 2)``): ``N // 4``, at
+    least 1. With the test grid's step of ``N/4`` these windows tile the scan area."""
+    return max(1, int(N) // 4)
+
+
 def evaluate_reconstruction(
     patches, positions, ref_obj, crop: int | None = None
 ) -> tuple[dict[str, float], np.ndarray, tuple[slice, slice]]:
@@ -501,7 +509,10 @@ def evaluate_reconstruction(
     ref_obj : (H, W) complex
         Ground-truth object.
     crop : int, optional
-        Centred window of each patch used for stitching (default ``N//2``).
+        Centred window of each patch used for stitching. Default :func:`illuminated_crop`
+        (``N//4``): the window inside the probe's support disc. The corners of the ``N/2``
+        window the model predicts lie outside that disc, where no diffraction data constrain
+        the object, and averaging them in biases the stitched amplitude.
 
     Returns
     -------
@@ -520,6 +531,8 @@ def evaluate_reconstruction(
     ref = np.asarray(ref_obj)
     if ref.ndim != 2:
         raise ValueError(f"ref_obj must be a 2-D (H, W) array; got shape {ref.shape}")
+    if crop is None:
+        crop = illuminated_crop(np.asarray(patches).shape[1])
     obj, weight = stitch_patches(patches, positions, ref.shape, crop=crop)
     if not np.any(weight > 0):
         raise ValueError(

@@ -383,7 +383,8 @@ def test_evaluate_reconstruction_perfect_patches():
     padded[:, 4:12, 4:12] = patches[:, 4:12, 4:12]
     padded = padded * np.exp(1j * 0.4)  # global phase offset
     metrics, obj, region = evaluate_reconstruction(padded[..., None], pos[:, None, :, None], ref)
-    assert region == (slice(4, 60), slice(4, 60))
+    # Default window N//4 = 4: position p covers p-2 .. p+1, so 8..56 cover 6..57.
+    assert region == (slice(6, 58), slice(6, 58))
     assert obj.shape == ref.shape and obj.dtype == np.complex64
     assert tuple(metrics) == METRIC_KEYS
     assert metrics["amp_psnr"] == pytest.approx(PSNR_CAP_DB, abs=1e-6)
@@ -402,3 +403,26 @@ def test_evaluate_reconstruction_raises_when_nothing_is_covered():
         evaluate_reconstruction(patches, [[-50.0, -50.0], [100.0, 100.0]], ref)
     with pytest.raises(ValueError):
         evaluate_reconstruction(patches, [[5.0, 5.0], [6.0, 6.0]], ref[None])
+
+
+def test_default_reconstruction_crop_ignores_the_unilluminated_corners():
+    """The model's patch corners outside the probe disc are unconstrained by the data; the
+    default stitching window (N//4) must not let them into the score."""
+    from ptycho.evaluation import evaluate_reconstruction, illuminated_crop
+
+    rng = np.random.default_rng(3)
+    N, H = 16, 48
+    obj = (0.5 + 0.5 * rng.random((H, H))) * np.exp(1j * rng.uniform(-1, 1, (H, H)))
+    centres = np.array([(r, c) for r in range(12, 37, 4) for c in range(12, 37, 4)], float)
+    patches = np.stack([obj[r - N // 2:r + N // 2, c - N // 2:c + N // 2]
+                        for r, c in centres.astype(int)])
+    q = N // 2 - illuminated_crop(N) // 2
+    garbage = patches.copy()
+    mask = np.ones((N, N), bool)
+    mask[q:N - q, q:N - q] = False
+    garbage[:, mask] = 0.0  # corners (and everything outside the N//4 window) wrong
+    assert illuminated_crop(N) == 4
+    metrics, _, _ = evaluate_reconstruction(garbage, centres, obj)
+    assert metrics["amp_mae"] < 1e-6 and metrics["amp_ssim"] > 0.999
+    worse, _, _ = evaluate_reconstruction(garbage, centres, obj, crop=N // 2)
+    assert worse["amp_mae"] > 0.1
