@@ -1,4 +1,4 @@
-"""Shared pytest setup: quiet TensorFlow, small thread pools, the repo on sys.path."""
+"""Shared pytest setup: quiet TensorFlow logging and the repository on sys.path."""
 
 import os
 import sys
