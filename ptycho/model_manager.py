@@ -97,16 +97,8 @@ def load_model(directory: str | Path, restore_params: bool = False) -> SavedMode
                                      name="diffraction_to_obj")
     diffraction_to_obj.ptycho_config = model_cfg
     if restore_params:
-        legacy = {
-            "N": model_cfg.N, "gridsize": model_cfg.gridsize, "offset": model_cfg.offset,
-            "max_position_jitter": model_cfg.max_position_jitter,
-            "n_filters_scale": model_cfg.n_filters_scale, "object.big": model_cfg.object_big,
-            "pad_object": model_cfg.pad_object, "default_probe_scale": model_cfg.probe_scale,
-            "probe.mask": model_cfg.probe_mask, "probe.trainable": model_cfg.probe_trainable,
-            "intensity_scale.trainable": model_cfg.intensity_scale_trainable,
-            "amp_activation": model_cfg.amp_activation, "use_xla_translate": model_cfg.use_xla,
-            "intensity_scale": meta["intensity_scale"],
-        }
+        legacy = params.legacy_values(model_cfg, params.MODEL_KEYS)
+        legacy["intensity_scale"] = meta["intensity_scale"]
         params.cfg.update(legacy)
     return SavedModel(autoencoder, diffraction_to_obj, model_cfg, training,
                       float(meta["intensity_scale"]))

@@ -16,44 +16,49 @@ from typing import Any
 from .config import ModelConfig, SimulationConfig, TrainingConfig
 
 __all__ = ["cfg", "get", "set", "params", "get_bigN", "get_padding_size", "get_padded_size",
-           "model_config_from_cfg", "training_config_from_cfg", "reset"]
+           "model_config_from_cfg", "training_config_from_cfg", "reset", "legacy_values",
+           "MODEL_KEYS", "TRAINING_KEYS", "SIMULATION_KEYS"]
+
+
+#: Legacy key -> dataclass field, one table per config: the only place the two vocabularies
+#: meet (defaults, ``*_config_from_cfg`` and :func:`legacy_values` all read it).
+MODEL_KEYS = {
+    "N": "N", "gridsize": "gridsize", "offset": "offset",
+    "max_position_jitter": "max_position_jitter", "n_filters_scale": "n_filters_scale",
+    "object.big": "object_big", "pad_object": "pad_object",
+    "default_probe_scale": "probe_scale", "probe.mask": "probe_mask",
+    "probe.trainable": "probe_trainable",
+    "intensity_scale.trainable": "intensity_scale_trainable",
+    "amp_activation": "amp_activation", "use_xla_translate": "use_xla",
+}
+TRAINING_KEYS = {
+    "nphotons": "nphotons", "nepochs": "nepochs", "batch_size": "batch_size",
+    "nll_weight": "nll_weight", "mae_weight": "mae_weight",
+    "realspace_weight": "realspace_weight", "learning_rate": "learning_rate", "npseed": "seed",
+}
+SIMULATION_KEYS = {
+    "data_source": "object_kind", "size": "object_size", "nimgs_train": "n_train",
+    "nimgs_test": "n_test", "sim_jitter_scale": "jitter",
+}
+
+
+def legacy_values(config, keys: dict[str, str]) -> dict[str, Any]:
+    """``{legacy key: value}`` of a config dataclass, through one of the key tables."""
+    return {legacy: getattr(config, field) for legacy, field in keys.items()}
+
+
+def _from_legacy(c: dict[str, Any], keys: dict[str, str]) -> dict[str, Any]:
+    return {field: c[legacy] for legacy, field in keys.items()}
 
 
 def _defaults() -> dict[str, Any]:
-    m, t, s = ModelConfig(), TrainingConfig(), SimulationConfig()
     return {
-        # model
-        "N": m.N,
-        "gridsize": m.gridsize,
-        "offset": m.offset,
-        "max_position_jitter": m.max_position_jitter,
-        "n_filters_scale": m.n_filters_scale,
-        "object.big": m.object_big,
+        **legacy_values(ModelConfig(), MODEL_KEYS),
+        **legacy_values(TrainingConfig(), TRAINING_KEYS),
+        **legacy_values(SimulationConfig(), SIMULATION_KEYS),
+        # PtychoPINN keys with no counterpart in the config dataclasses
         "probe.big": True,
-        "pad_object": m.pad_object,
-        "default_probe_scale": m.probe_scale,
-        "probe.mask": m.probe_mask,
-        "probe.trainable": m.probe_trainable,
-        "intensity_scale.trainable": m.intensity_scale_trainable,
-        "amp_activation": m.amp_activation,
-        "use_xla_translate": m.use_xla,
-        # training
-        "nphotons": t.nphotons,
-        "nepochs": t.nepochs,
-        "batch_size": t.batch_size,
-        "nll_weight": t.nll_weight,
-        "mae_weight": t.mae_weight,
-        "realspace_weight": t.realspace_weight,
-        "learning_rate": t.learning_rate,
-        "npseed": t.seed,
-        # simulation
-        "data_source": s.object_kind,
-        "size": s.object_size,
-        "nimgs_train": s.n_train,
-        "nimgs_test": s.n_test,
-        "sim_jitter_scale": s.jitter,
         "positions.provided": False,
-        # misc PtychoPINN keys
         "output_prefix": "outputs",
         "label": "",
         "probe": None,
@@ -117,28 +122,16 @@ def get_padded_size() -> int:
 
 def model_config_from_cfg(source: dict[str, Any] | None = None, **overrides) -> ModelConfig:
     """Build a validated :class:`ModelConfig` from a legacy dict (default :data:`cfg`)."""
-    c = cfg if source is None else source
-    values = dict(
-        N=c["N"], gridsize=c["gridsize"], n_filters_scale=c["n_filters_scale"],
-        offset=c["offset"], max_position_jitter=c["max_position_jitter"],
-        object_big=c["object.big"], pad_object=c["pad_object"],
-        probe_scale=c["default_probe_scale"], probe_mask=c["probe.mask"],
-        probe_trainable=c["probe.trainable"],
-        intensity_scale_trainable=c["intensity_scale.trainable"],
-        amp_activation=c["amp_activation"], use_xla=bool(c["use_xla_translate"]),
-    )
+    values = _from_legacy(cfg if source is None else source, MODEL_KEYS)
+    values["use_xla"] = bool(values["use_xla"])
     values.update(overrides)
     return ModelConfig(**values)
 
 
 def training_config_from_cfg(source: dict[str, Any] | None = None, **overrides) -> TrainingConfig:
     """Build a validated :class:`TrainingConfig` from a legacy dict (default :data:`cfg`)."""
-    c = cfg if source is None else source
-    values = dict(
-        nphotons=float(c["nphotons"]), nepochs=c["nepochs"], batch_size=c["batch_size"],
-        nll_weight=float(c["nll_weight"]), mae_weight=float(c["mae_weight"]),
-        realspace_weight=float(c["realspace_weight"]), learning_rate=float(c["learning_rate"]),
-        seed=c["npseed"],
-    )
+    values = _from_legacy(cfg if source is None else source, TRAINING_KEYS)
+    for name in ("nphotons", "nll_weight", "mae_weight", "realspace_weight", "learning_rate"):
+        values[name] = float(values[name])
     values.update(overrides)
     return TrainingConfig(**values)

@@ -188,3 +188,13 @@ def test_model_config_is_attached_and_sizes_are_explicit():
     assert models.autoencoder.ptycho_config == cfg
     layer = models.autoencoder.get_layer("reassemble")
     assert (layer.N, layer.gridsize, layer.padded_size) == (32, 2, cfg.padded_size)
+
+
+def test_legacy_params_view_round_trips_the_config_dataclasses():
+    """params.cfg defaults are the dataclass defaults, and one key table maps both ways."""
+    assert params.model_config_from_cfg(params._defaults()) == ModelConfig()
+    assert params.training_config_from_cfg(params._defaults()) == TrainingConfig()
+    custom = ModelConfig(N=32, gridsize=3, offset=5, probe_scale=1.1, use_xla=True)
+    legacy = {**params._defaults(), **params.legacy_values(custom, params.MODEL_KEYS)}
+    assert params.model_config_from_cfg(legacy) == custom
+    assert legacy["default_probe_scale"] == 1.1 and legacy["use_xla_translate"] is True
