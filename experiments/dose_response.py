@@ -12,14 +12,15 @@ after removing the global phase offset) and the ground truth (``true_amplitude``
 
 from __future__ import annotations
 
-import os
-import tempfile
+import io
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from runner.store import atomic_write_bytes
 
 __all__ = ["run_unit"]
 
@@ -35,14 +36,10 @@ def _limit_threads(threads: int | None) -> None:
 
 
 def _save_npz_atomic(path: Path, **arrays: np.ndarray) -> None:
-    fd, tmp = tempfile.mkstemp(suffix=".npz.tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez_compressed(fh, **arrays)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    """Compressed ``.npz`` written whole or not at all (the runner's atomic write)."""
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    atomic_write_bytes(path, buffer.getvalue())
 
 
 def run_unit(unit) -> Iterator[dict[str, Any]]:
