@@ -55,7 +55,7 @@ def _translate_projective(images, translations, interpolation):
     zeros = tf.zeros_like(tx)
     # Output pixel (x, y) samples the input at (x - tx, y - ty).
     transforms = tf.stack([ones, zeros, -tx, zeros, ones, -ty, zeros, zeros], axis=1)
-    return tf.raw_ops.ImageProjectiveTransformV3(
+    out = tf.raw_ops.ImageProjectiveTransformV3(
         images=images,
         transforms=transforms,
         output_shape=tf.shape(images)[1:3],
@@ -63,12 +63,22 @@ def _translate_projective(images, translations, interpolation):
         interpolation=interpolation.upper(),
         fill_mode="CONSTANT",
     )
+    # The op's output shape is a tensor, so its static shape is lost; a translation keeps the
+    # shape of its input (static where the input's is), which later layers rely on.
+    return tf.ensure_shape(out, images.shape)
+
+
+def _dim(x, axis):
+    """Size of ``x`` along ``axis``: the static int when known, else a scalar tensor (shapes
+    relaxed by Keras/tf.function retracing are ``None``)."""
+    size = x.shape[axis]
+    return size if size is not None else tf.shape(x)[axis]
 
 
 def _shift_axis(images, shift, axis, interpolation):
     """Shift ``images`` (B, H, W, K) by ``shift`` (B,) pixels along ``axis`` (1 or 2) with
     linear (or nearest) interpolation and zero fill, using gathers only (XLA-friendly)."""
-    size = images.shape[axis] if images.shape[axis] is not None else tf.shape(images)[axis]
+    size = _dim(images, axis)
     dtype = images.dtype
     coord = tf.cast(tf.range(size), dtype)[None, :] - shift[:, None]  # (B, size) source coord
     if interpolation == "nearest":
@@ -169,7 +179,7 @@ def pad_patches(images, pad):
 
 def crop_center(images, size):
     """The centred ``size x size`` window of ``(B, H, W, K)`` (top-left at ``(H - size) // 2``)."""
-    h, w = images.shape[1], images.shape[2]
+    h, w = _dim(images, 1), _dim(images, 2)
     top, left = (h - size) // 2, (w - size) // 2
     return images[:, top:top + size, left:left + size, :]
 
@@ -223,10 +233,12 @@ def extract_patches_position(canvas, offsets, N, use_xla=False):
         ``(B, N, N, C)``: patch ``c`` holds canvas pixels around ``centre + offsets[..., c]``.
     """
     C = offsets.shape[-1]
-    M = canvas.shape[1]
+    if C is None:
+        raise ValueError(f"offsets must have a static channel count C; got {offsets.shape}")
+    M = _dim(canvas, 1)
     if canvas.shape[-1] != 1:
         raise ValueError(f"canvas must be (B, M, M, 1); got {canvas.shape}")
-    if M < N:
+    if isinstance(M, int) and M < N:
         raise ValueError(f"canvas side {M} is smaller than the patch side N={N}")
     tiled = tf.repeat(canvas, C, axis=0)  # (B*C, M, M, 1), image b*C+c for patch c
     moved = translate_core(tiled, -_offsets_to_translations(offsets), use_xla_workaround=use_xla)
