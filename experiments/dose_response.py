@@ -5,9 +5,8 @@ Runs inside a fresh worker process (see :mod:`runner.worker`). Per unit it simul
 and test data once and builds the model once through the lazy core; per arm it resets the
 weights and the optimiser, trains, reconstructs the test object, scores it against the ground
 truth and yields the arm's record, which the worker writes at once. Each arm also leaves
-``<artifact_dir>/<arm_id>.npz`` with the stitched reconstruction (``amplitude``, ``phase``
-after removing the global phase offset) and the ground truth (``true_amplitude``,
-``true_phase``) on the scored region, all ``(H, W)`` float32.
+``<artifact_dir>/<arm_id>.npz`` with the stitched reconstruction and the ground truth on the
+scored region (see :func:`score`). Each epoch logs one line to the unit's ``worker.log``.
 """
 
 from __future__ import annotations
@@ -22,7 +21,7 @@ import numpy as np
 
 from runner.store import atomic_write_bytes
 
-__all__ = ["run_unit"]
+__all__ = ["run_unit", "score"]
 
 
 def _limit_threads(threads: int | None) -> None:
@@ -42,53 +41,82 @@ def _save_npz_atomic(path: Path, **arrays: np.ndarray) -> None:
     atomic_write_bytes(path, buffer.getvalue())
 
 
+def score(model, data) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    """Reconstruct ``data`` with ``model``, stitch and score it against ``data.obj``.
+
+    Returns the metrics (:data:`ptycho.evaluation.METRIC_KEYS` and
+    :data:`ptycho.scores.SCORE_KEYS`) and the arrays saved as the arm's ``.npz``: the stitched
+    reconstruction (``amplitude``, ``phase`` after removing the global phase offset) and the
+    ground truth (``true_amplitude``, ``true_phase``) on the scored region, ``(H, W)`` float32.
+    """
+    from ptycho import train_pinn
+    from ptycho.evaluation import evaluate_reconstruction, remove_global_phase
+    from ptycho.scores import upstream_scores
+
+    patches = train_pinn.eval(data, model)
+    metrics, stitched, region = evaluate_reconstruction(patches, train_pinn.group_centres(data),
+                                                        data.obj)
+    truth = data.obj[region]
+    estimate = remove_global_phase(stitched[region], truth)
+    metrics.update(upstream_scores(estimate, truth))
+    arrays = {"amplitude": np.abs(estimate), "phase": np.angle(estimate),
+              "true_amplitude": np.abs(truth), "true_phase": np.angle(truth)}
+    return metrics, {k: v.astype(np.float32) for k, v in arrays.items()}
+
+
 def run_unit(unit) -> Iterator[dict[str, Any]]:
     """Yield one record per arm of ``unit`` (a :class:`runner.unit.Unit`).
 
-    Record keys: ``arm_id``, the ten amplitude/phase metrics of
-    :func:`ptycho.evaluation.evaluate`, ``final_loss`` (last epoch's training loss),
-    ``train_s`` (seconds in ``fit``), ``sim_s`` and ``build_s`` (the unit's one-off
-    simulation and model-building seconds, repeated on each arm), ``n_train`` and ``n_test``
-    (samples), ``intensity_scale`` (learnt amplitude scale).
+    Record keys: ``arm_id``; the metrics of :func:`score` on the scan named by
+    ``simulation.reconstruct`` (``"same"``: the training scan, ``"new"``: the test scan of
+    another object), and ``reconstruct`` itself; ``final_loss`` (last epoch's training loss,
+    in the units of its loss, see :data:`ptycho.losses.LOSSES`: NLL and MAE values are not
+    comparable) and ``final_val_loss`` (the same loss on the test scan); ``train_s`` (seconds
+    in ``fit``), ``sim_s`` and ``build_s`` (the unit's one-off simulation and model-building
+    seconds, repeated on each arm); ``n_train``, ``n_test`` (samples); ``intensity_scale``
+    (amplitude scale); the training settings ``nepochs``, ``batch_size``, ``learning_rate``,
+    ``lr_schedule``; and ``history``, one dict per epoch (``epoch``, ``loss``, ``val_loss``,
+    ``lr``, ``epoch_s``), which the runner writes to the sweep's history table.
     """
     _limit_threads(unit.threads)
     from ptycho import model as model_lib
     from ptycho import train_pinn
-    from ptycho.evaluation import evaluate_reconstruction, remove_global_phase
     from ptycho.simulation import simulate_unit
 
     model_cfg = unit.model_config()
+    sim_cfg = unit.simulation_config()
     start = time.perf_counter()
-    train_data, test_data = simulate_unit(model_cfg, unit.nphotons, unit.simulation_config())
+    train_data, test_data = simulate_unit(model_cfg, unit.nphotons, sim_cfg)
     sim_s = time.perf_counter() - start
     start = time.perf_counter()
     models = model_lib.build_models(model_cfg, probe=train_data.probe,
                                     intensity_scale=train_data.intensity_scale)
     build_s = time.perf_counter() - start
-    centres = train_pinn.group_centres(test_data)
+    scored = train_data if sim_cfg.reconstruct == "same" else test_data
     for arm in unit.arms:
         training = unit.training_config(arm)
         model_lib.reset_weights(models.autoencoder, training.seed)
         result = train_pinn.train(train_data, model_instance=models.autoencoder,
-                                  training=training)
-        patches = train_pinn.eval(test_data, models.autoencoder)
-        metrics, stitched, region = evaluate_reconstruction(patches, centres, test_data.obj)
-        truth = test_data.obj[region]
-        estimate = remove_global_phase(stitched[region], truth)
-        _save_npz_atomic(unit.artifact_path(arm),
-                         amplitude=np.abs(estimate).astype(np.float32),
-                         phase=np.angle(estimate).astype(np.float32),
-                         true_amplitude=np.abs(truth).astype(np.float32),
-                         true_phase=np.angle(truth).astype(np.float32))
+                                  training=training, validation_data=test_data,
+                                  log_prefix=f"{arm.arm_id} ({arm.loss}, seed {arm.seed}): ")
+        metrics, arrays = score(models.autoencoder, scored)
+        _save_npz_atomic(unit.artifact_path(arm), **arrays)
         scaler = models.autoencoder.get_layer("intensity_scaler")
         yield {
             "arm_id": arm.arm_id,
+            "reconstruct": sim_cfg.reconstruct,
             **metrics,
             "final_loss": result.final_loss,
+            "final_val_loss": float(result.history["val_loss"][-1]),
             "train_s": result.train_s,
             "sim_s": sim_s,
             "build_s": build_s,
             "n_train": int(train_data.B),
             "n_test": int(test_data.B),
             "intensity_scale": float(np.exp(scaler.log_scale.numpy())),
+            "nepochs": training.nepochs,
+            "batch_size": training.batch_size,
+            "learning_rate": training.learning_rate,
+            "lr_schedule": training.lr_schedule,
+            "history": result.epochs(),
         }

@@ -25,6 +25,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
+from .losses import LOSS_NAMES
+
 __all__ = [
     "ConfigError",
     "ModelConfig",
@@ -38,11 +40,14 @@ SUPPORTED_N = (16, 32, 64, 128, 256)
 AMP_ACTIVATIONS = ("sigmoid", "swish", "softplus", "relu")
 OBJECT_KINDS = ("lines", "grf")
 SCAN_KINDS = ("random", "grid")
-#: Named loss mixes used by sweep arms: ``loss = "nll"`` means Poisson NLL only, etc.
-LOSS_PRESETS: dict[str, dict[str, float]] = {
-    "nll": {"nll_weight": 1.0, "mae_weight": 0.0},
-    "mae": {"nll_weight": 0.0, "mae_weight": 1.0},
-}
+LR_SCHEDULES = ("constant", "cosine")
+RECONSTRUCT_MODES = ("same", "new")
+#: What a sweep arm's ``loss = NAME`` sets in :class:`TrainingConfig`: every loss of the
+#: registry :data:`ptycho.losses.LOSSES`; ``nll`` and ``mae`` also set the legacy weights.
+_LEGACY_WEIGHTS = {"nll": {"nll_weight": 1.0, "mae_weight": 0.0},
+                   "mae": {"nll_weight": 0.0, "mae_weight": 1.0}}
+LOSS_PRESETS: dict[str, dict] = {name: {"loss": name, **_LEGACY_WEIGHTS.get(name, {})}
+                                 for name in LOSS_NAMES}
 
 
 class ConfigError(ValueError):
@@ -121,7 +126,9 @@ class ModelConfig(_ConfigBase):
         probe_scale: the ``default_probe_scale`` of the default probe: the radius of the probe's
             Fourier-space aperture is ``1.22 / probe_scale`` pixels of the ``N x N`` frequency
             grid, so the in-focus probe's first dark ring has radius ``probe_scale * N / 2``
-            real-space pixels (0.35 N at 0.7, beyond the mask radius N/4); larger = wider probe.
+            real-space pixels; larger = wider probe. At the default 0.5 that ring is the mask
+            radius N/4, so the masked probe falls smoothly to zero at its support's edge (no
+            hard edge: see docs/quality.md; 0.7, PtychoPINN-like, puts it at 0.35 N).
         probe_mask: multiply the probe by the disc of radius N/4 (its support).
         probe_trainable: let the probe be learnt.
         intensity_scale_trainable: let the log intensity scale be learnt (default False: the
@@ -137,7 +144,7 @@ class ModelConfig(_ConfigBase):
     max_position_jitter: int = 10
     object_big: bool = True
     pad_object: bool = True
-    probe_scale: float = 0.7
+    probe_scale: float = 0.5
     probe_mask: bool = True
     probe_trainable: bool = False
     intensity_scale_trainable: bool = False
@@ -180,20 +187,30 @@ class TrainingConfig(_ConfigBase):
         nphotons: dose, the expected total photon count of one diffraction pattern (> 0).
         nepochs: passes over the training set (>= 1).
         batch_size: samples per gradient step (>= 1).
-        nll_weight, mae_weight, realspace_weight: loss weights (>= 0, not all zero). The Poisson
-            NLL acts on intensities (counts), the MAE on amplitudes (sqrt counts), the real-space
-            term is a total-variation penalty on the object amplitude.
-        learning_rate: Adam step size (> 0).
+        loss: the data loss, a name of the registry :data:`ptycho.losses.LOSSES` (``"nll"``
+            Poisson negative log-likelihood of the counts, ``"mae"`` amplitude MAE,
+            ``"weighted"`` the legacy mix below).
+        nll_weight, mae_weight: PtychoPINN's loss weights (>= 0, not both zero); only the
+            ``"weighted"`` loss reads them. :meth:`with_loss` keeps them in step with ``loss``
+            for the legacy ``params.cfg`` view.
+        realspace_weight: weight (>= 0) of a total-variation penalty on the object amplitude.
+        learning_rate: Adam step size (> 0); the peak of the schedule.
+        lr_schedule: ``"constant"`` or ``"cosine"`` (cosine decay from ``learning_rate`` to
+            1 % of it over all steps, after ``warmup_epochs`` of linear warm-up).
+        warmup_epochs: epochs of linear learning-rate warm-up from 0 (>= 0, < nepochs).
         seed: seeds weight initialisation and batch order (>= 0).
     """
 
     nphotons: float = 1e9
     nepochs: int = 50
     batch_size: int = 16
+    loss: str = "nll"
     nll_weight: float = 1.0
     mae_weight: float = 0.0
     realspace_weight: float = 0.0
     learning_rate: float = 1e-3
+    lr_schedule: str = "constant"
+    warmup_epochs: int = 0
     seed: int = 0
 
     def __post_init__(self):
@@ -206,11 +223,17 @@ class TrainingConfig(_ConfigBase):
         if self.nll_weight + self.mae_weight == 0:
             _fail(o, "nll_weight", self.nll_weight,
                   "nll_weight and mae_weight cannot both be 0 (nothing would fit the data)")
+        _check_choice(o, "loss", self.loss, LOSS_NAMES)
         _check_float(o, "learning_rate", self.learning_rate, 0.0, 1.0, lo_open=True)
+        _check_choice(o, "lr_schedule", self.lr_schedule, LR_SCHEDULES)
+        _check_int(o, "warmup_epochs", self.warmup_epochs, 0)
+        if self.warmup_epochs and self.warmup_epochs >= self.nepochs:
+            _fail(o, "warmup_epochs", self.warmup_epochs,
+                  f"must be smaller than nepochs ({self.nepochs})")
         _check_int(o, "seed", self.seed, 0)
 
     def with_loss(self, loss: str) -> TrainingConfig:
-        """A copy whose loss weights follow the named preset (``"nll"`` or ``"mae"``)."""
+        """A copy training with the named loss (:data:`LOSS_PRESETS`)."""
         if loss not in LOSS_PRESETS:
             _fail(type(self).__name__, "loss", loss,
                   f"must be one of {', '.join(map(repr, LOSS_PRESETS))}")
@@ -223,6 +246,10 @@ class SimulationConfig(_ConfigBase):
 
     Attributes:
         object_kind: ``"lines"`` (PtychoPINN's random lines) or ``"grf"`` (Gaussian random field).
+        max_phase: the object's phase spans ``[-max_phase, max_phase]`` radians (0 to pi).
+            Default pi/4: a moderately strong phase object (see docs/quality.md: at pi/2 the
+            network does not learn N=64 in a CPU budget, at 0 the twin image is exact for a
+            real probe).
         object_size: side of the square object in pixels; must hold at least one patch plus the
             scan buffer (checked against ``N`` by :meth:`check_compatible`).
         n_train, n_test: samples (groups of C patterns) in the training and test sets (>= 1).
@@ -230,9 +257,14 @@ class SimulationConfig(_ConfigBase):
         scan_buffer: pixels kept between the outermost patch edge and the object edge.
         jitter: standard deviation in pixels added to each position (>= 0).
         seed: seeds the object, the scan and the Poisson noise (>= 0).
+        reconstruct: which scan a trained model is scored on: ``"same"``, the training scan
+            itself (in situ, as ptychography is used: the network is fitted to the measured
+            data and reconstructs that object), or ``"new"``, the test scan of a different
+            object (generalisation to data never seen).
     """
 
     object_kind: str = "lines"
+    max_phase: float = math.pi / 4
     object_size: int = 256
     n_train: int = 512
     n_test: int = 128
@@ -240,10 +272,12 @@ class SimulationConfig(_ConfigBase):
     scan_buffer: int = 4
     jitter: float = 0.0
     seed: int = 0
+    reconstruct: str = "same"
 
     def __post_init__(self):
         o = type(self).__name__
         _check_choice(o, "object_kind", self.object_kind, OBJECT_KINDS)
+        _check_float(o, "max_phase", self.max_phase, 0.0, math.pi)
         _check_int(o, "object_size", self.object_size, 16, 8192)
         _check_int(o, "n_train", self.n_train, 1)
         _check_int(o, "n_test", self.n_test, 1)
@@ -251,6 +285,7 @@ class SimulationConfig(_ConfigBase):
         _check_int(o, "scan_buffer", self.scan_buffer, 0)
         _check_float(o, "jitter", self.jitter, 0.0)
         _check_int(o, "seed", self.seed, 0)
+        _check_choice(o, "reconstruct", self.reconstruct, RECONSTRUCT_MODES)
 
     def check_compatible(self, model: ModelConfig) -> None:
         """Raise :class:`ConfigError` if the object cannot hold a group of patches of ``model``."""

@@ -30,6 +30,7 @@ import numpy as np
 
 from . import params
 from .config import ModelConfig, TrainingConfig
+from .losses import OUTPUTS, get_loss
 from .custom_layers import (
     CombineComplex,
     DiffractLayer,
@@ -49,6 +50,7 @@ __all__ = [
     "create_model_with_gridsize",
     "create_compiled_model",
     "compile_model",
+    "learning_rate",
     "reset_weights",
     "default_intensity_scale",
     "unet_depth",
@@ -230,21 +232,43 @@ def create_model_with_gridsize(gridsize: int, N: int, **overrides):
         _restore_cfg(snapshot)
 
 
+def learning_rate(training: TrainingConfig, steps_per_epoch: int | None = None):
+    """Adam's learning rate for ``training``: the float ``learning_rate`` (``"constant"``, no
+    warm-up) or a Keras schedule over ``nepochs * steps_per_epoch`` steps (``"cosine"``: decay
+    to 1 %; ``warmup_epochs``: linear ramp from 0 first)."""
+    if training.lr_schedule == "constant" and not training.warmup_epochs:
+        return training.learning_rate
+    if not steps_per_epoch or steps_per_epoch < 1:
+        raise ValueError(f"lr_schedule={training.lr_schedule!r} with warmup_epochs="
+                         f"{training.warmup_epochs} needs steps_per_epoch >= 1")
+    warmup = training.warmup_epochs * steps_per_epoch
+    total = training.nepochs * steps_per_epoch
+    if training.lr_schedule == "cosine":
+        return keras.optimizers.schedules.CosineDecay(
+            0.0 if warmup else training.learning_rate, total - warmup, alpha=0.01,
+            warmup_target=training.learning_rate if warmup else None, warmup_steps=warmup)
+    return keras.optimizers.schedules.CosineDecay(  # constant after a linear warm-up
+        0.0, 1, alpha=1.0, warmup_target=training.learning_rate, warmup_steps=warmup)
+
+
 def compile_model(autoencoder: keras.Model, training: TrainingConfig,
-                  jit_compile: bool | None = None) -> keras.Model:
-    """(Re)compile ``autoencoder`` with a fresh Adam optimiser and the losses of ``training``:
-    Poisson NLL on ``intensity`` (counts), MAE on ``amplitude``, total variation of the object
-    amplitude (``realspace_weight``). ``jit_compile`` defaults to the model's ``use_xla``."""
+                  jit_compile: bool | None = None,
+                  steps_per_epoch: int | None = None) -> keras.Model:
+    """(Re)compile ``autoencoder`` with a fresh Adam optimiser, the data loss
+    ``training.loss`` from :data:`ptycho.losses.LOSSES` on its output, and the total-variation
+    penalty (``realspace_weight``). ``jit_compile`` defaults to the model's ``use_xla``;
+    ``steps_per_epoch`` is needed by learning-rate schedules (:func:`learning_rate`)."""
     model_cfg: ModelConfig | None = getattr(autoencoder, "ptycho_config", None)
     if jit_compile is None:
         jit_compile = bool(model_cfg.use_xla) if model_cfg is not None else False
+    N = model_cfg.N if model_cfg is not None else int(autoencoder.inputs[0].shape[1])
+    data_loss = get_loss(training.loss)
+    fn = data_loss.make(training.nphotons / N**2, training)
     # One entry per output (object, amplitude, intensity); None = no loss on that output.
-    losses = [None,
-              keras.losses.MeanAbsoluteError() if training.mae_weight > 0 else None,
-              keras.losses.Poisson() if training.nll_weight > 0 else None]
-    weights = [0.0, training.mae_weight, training.nll_weight]
+    losses = [None] + [fn if data_loss.output == out else None for out in OUTPUTS]
+    weights = [0.0] + [1.0 if data_loss.output == out else 0.0 for out in OUTPUTS]
     autoencoder.get_layer("object").weight.assign(training.realspace_weight)
-    autoencoder.compile(optimizer=keras.optimizers.Adam(training.learning_rate),
+    autoencoder.compile(optimizer=keras.optimizers.Adam(learning_rate(training, steps_per_epoch)),
                         loss=losses, loss_weights=weights, jit_compile=bool(jit_compile))
     autoencoder.ptycho_training = training
     return autoencoder

@@ -31,7 +31,7 @@ __all__ = ["OBJECT_KINDS", "lines_object", "grf_object", "make_object",
 OBJECT_KINDS = ("lines", "grf")
 #: Amplitude range of every object (min, max).
 AMP_RANGE = (0.5, 1.0)
-#: Phase range of every object in radians (min, max).
+#: Default phase range of the objects in radians (min, max); ``max_phase`` narrows it.
 PHASE_RANGE = (-math.pi / 2, math.pi / 2)
 
 
@@ -47,10 +47,17 @@ def _check_seed(seed):
     return int(seed)
 
 
-def _compose(t_amp: np.ndarray, t_phase: np.ndarray) -> np.ndarray:
-    """Map two ``[0, 1]`` fields onto amplitude and phase ranges; ``complex64``."""
+def _check_max_phase(max_phase) -> float:
+    if not (isinstance(max_phase, (int, float)) and not isinstance(max_phase, bool)
+            and math.isfinite(max_phase) and 0 <= max_phase <= math.pi):
+        raise ValueError(f"max_phase must be a number from 0 to pi (radians); got {max_phase!r}")
+    return float(max_phase)
+
+
+def _compose(t_amp: np.ndarray, t_phase: np.ndarray, max_phase: float) -> np.ndarray:
+    """Map two ``[0, 1]`` fields onto the amplitude range and ``[-max_phase, max_phase]``."""
     amp = AMP_RANGE[0] + (AMP_RANGE[1] - AMP_RANGE[0]) * np.clip(t_amp, 0.0, 1.0)
-    phase = PHASE_RANGE[0] + (PHASE_RANGE[1] - PHASE_RANGE[0]) * np.clip(t_phase, 0.0, 1.0)
+    phase = -max_phase + 2 * max_phase * np.clip(t_phase, 0.0, 1.0)
     return (amp * np.exp(1j * phase)).astype(np.complex64)
 
 
@@ -89,7 +96,7 @@ def _splat_lines(shape, starts, ends, weights, spacing=0.5):
 
 
 def lines_object(size: int, seed: int, n_lines: int | None = None, sigma: float = 1.0,
-                 mean_spacing: float = 8.0) -> np.ndarray:
+                 mean_spacing: float = 8.0, max_phase: float = PHASE_RANGE[1]) -> np.ndarray:
     """A PtychoPINN-like "lines" object: smoothed random line segments.
 
     Segments have uniformly random centres (on a canvas extending ``4 * sigma + 2`` pixels beyond
@@ -99,7 +106,7 @@ def lines_object(size: int, seed: int, n_lines: int | None = None, sigma: float 
     (``sigma`` pixels for the amplitude, ``1.5 * sigma`` for the phase) and saturated with
     ``t = 1 - exp(-c * sqrt(2 pi) * sigma)`` (an isolated unit-weight line peaks at
     ``t ~ 0.63``, crossings saturate towards 1). Amplitude ``= 0.5 + 0.5 t_amp`` (bright lines on
-    a 0.5 background), phase ``= -pi/2 + pi * t_phase``.
+    a 0.5 background), phase ``= max_phase * (2 t_phase - 1)``.
 
     Args:
         size: object side in pixels (>= 8).
@@ -109,15 +116,18 @@ def lines_object(size: int, seed: int, n_lines: int | None = None, sigma: float 
         sigma: Gaussian smoothing in pixels (> 0).
         mean_spacing: typical distance in pixels between lines, used only when ``n_lines`` is
             ``None`` (> 0).
+        max_phase: half the phase range in radians (0 to pi; default pi/2).
 
     Returns:
-        ``(size, size) complex64``, amplitude in ``[0.5, 1]``, phase in ``[-pi/2, pi/2]``.
+        ``(size, size) complex64``, amplitude in ``[0.5, 1]``, phase in
+        ``[-max_phase, max_phase]``.
 
     Raises:
         ValueError: invalid ``size``, ``seed``, ``n_lines``, ``sigma`` or ``mean_spacing``.
     """
     size = _check_size(size)
     seed = _check_seed(seed)
+    max_phase = _check_max_phase(max_phase)
     if not (isinstance(sigma, (int, float)) and math.isfinite(sigma) and sigma > 0):
         raise ValueError(f"sigma must be a finite number > 0 (pixels); got {sigma!r}")
     if not (isinstance(mean_spacing, (int, float)) and math.isfinite(mean_spacing)
@@ -144,7 +154,7 @@ def lines_object(size: int, seed: int, n_lines: int | None = None, sigma: float 
     crop = (slice(margin, margin + size), slice(margin, margin + size))
     t_amp = 1.0 - np.exp(-gain * sigma * c_amp[crop])
     t_phase = 1.0 - np.exp(-gain * 1.5 * sigma * c_phase[crop])
-    return _compose(t_amp, t_phase)
+    return _compose(t_amp, t_phase, max_phase)
 
 
 def _grf(rng: np.random.Generator, size: int, length_scale: float, exponent: float):
@@ -161,14 +171,15 @@ def _grf(rng: np.random.Generator, size: int, length_scale: float, exponent: flo
 
 
 def grf_object(size: int, seed: int, length_scale: float = 6.0,
-               exponent: float = 4.0) -> np.ndarray:
+               exponent: float = 4.0, max_phase: float = PHASE_RANGE[1]) -> np.ndarray:
     """A Gaussian-random-field object: independent smooth random amplitude and phase.
 
     Each of amplitude and phase is white noise filtered in Fourier space with power spectrum
     ``(1 + (2 pi k length_scale)^2)^(-exponent / 2)`` (``k`` in cycles per pixel: flat below
     ``1 / (2 pi length_scale)``, power law ``k^-exponent`` above), standardised to zero mean and
     unit variance and mapped through the normal CDF ``Phi`` onto ``[0, 1]`` (uniform
-    marginals): amplitude ``= 0.5 + 0.5 Phi(z_amp)``, phase ``= -pi/2 + pi Phi(z_phase)``.
+    marginals): amplitude ``= 0.5 + 0.5 Phi(z_amp)``, phase
+    ``= max_phase * (2 Phi(z_phase) - 1)``.
     The fields are periodic (FFT-based).
 
     Args:
@@ -176,15 +187,18 @@ def grf_object(size: int, seed: int, length_scale: float = 6.0,
         seed: integer >= 0 for ``np.random.default_rng``.
         length_scale: correlation length in pixels (> 0).
         exponent: spectral power-law exponent (> 2 for a field smoother than white noise).
+        max_phase: half the phase range in radians (0 to pi; default pi/2).
 
     Returns:
-        ``(size, size) complex64``, amplitude in ``[0.5, 1]``, phase in ``[-pi/2, pi/2]``.
+        ``(size, size) complex64``, amplitude in ``[0.5, 1]``, phase in
+        ``[-max_phase, max_phase]``.
 
     Raises:
         ValueError: invalid ``size``, ``seed``, ``length_scale`` or ``exponent``.
     """
     size = _check_size(size)
     seed = _check_seed(seed)
+    max_phase = _check_max_phase(max_phase)
     if not (isinstance(length_scale, (int, float)) and math.isfinite(length_scale)
             and length_scale > 0):
         raise ValueError(f"length_scale must be a finite number > 0 (pixels); got {length_scale!r}")
@@ -193,26 +207,29 @@ def grf_object(size: int, seed: int, length_scale: float = 6.0,
     rng = np.random.default_rng(seed)
     z_amp = _grf(rng, size, length_scale, exponent)
     z_phase = _grf(rng, size, length_scale, exponent)
-    return _compose(ndtr(z_amp), ndtr(z_phase))
+    return _compose(ndtr(z_amp), ndtr(z_phase), max_phase)
 
 
-def make_object(kind: str, size: int, seed: int) -> np.ndarray:
+def make_object(kind: str, size: int, seed: int,
+                max_phase: float = PHASE_RANGE[1]) -> np.ndarray:
     """A synthetic object of the named kind with default parameters.
 
     Args:
         kind: ``"lines"`` (:func:`lines_object`) or ``"grf"`` (:func:`grf_object`).
         size: object side in pixels (>= 8).
         seed: integer >= 0; the same seed gives the same object.
+        max_phase: half the phase range in radians (0 to pi; default pi/2).
 
     Returns:
-        ``(size, size) complex64``, amplitude in ``[0.5, 1]``, phase in ``[-pi/2, pi/2]``.
+        ``(size, size) complex64``, amplitude in ``[0.5, 1]``, phase in
+        ``[-max_phase, max_phase]``.
 
     Raises:
         ValueError: unknown ``kind`` (the message lists the allowed kinds), bad size or seed.
     """
     if kind == "lines":
-        return lines_object(size, seed)
+        return lines_object(size, seed, max_phase=max_phase)
     if kind == "grf":
-        return grf_object(size, seed)
+        return grf_object(size, seed, max_phase=max_phase)
     raise ValueError(f"object kind must be one of {', '.join(map(repr, OBJECT_KINDS))}; "
                      f"got {kind!r}")

@@ -9,12 +9,13 @@ pixel ``(N // 2, N // 2)`` and normalised to ``max |P| = 1``. Units: pixels of t
 real-space grid; Fourier-space radii are in pixels of the ``N x N`` frequency grid (one pixel
 ``= 1 / N`` cycles per real-space pixel).
 
-Mapping of ``probe_scale`` (legacy ``params.cfg['default_probe_scale']``, default 0.7): the
+Mapping of ``probe_scale`` (legacy ``params.cfg['default_probe_scale']``, default 0.5): the
 aperture radius is ``1.22 / probe_scale`` Fourier pixels, so the first dark ring of the in-focus
 probe lies at radius ``0.61 * N / (1.22 / probe_scale) = probe_scale * N / 2`` real-space pixels.
-At 0.7 that is ``0.35 N``, 1.4 times the mask radius ``N / 4``: the masked probe's amplitude
-falls smoothly from 1 at the centre to about 0.35 at the mask edge and exceeds 0.5 on about 70%
-of the ``N / 2`` support disc. Larger ``probe_scale`` = wider probe.
+At the default 0.5 that is ``N / 4``, the mask radius: the probe falls smoothly to its first
+zero at the edge of its support, so the mask cuts nothing and adds no hard edge. At 0.7 (``0.35
+N``, 1.4 times the mask radius) the masked probe still carries about 0.35 of its peak amplitude
+at the mask edge, a hard edge whose diffraction spreads over the whole detector. Larger ``probe_scale`` = wider probe.
 
 Imports no TensorFlow at import time; ``get_default_probe(..., fmt='tf')`` imports it lazily.
 """
@@ -96,14 +97,14 @@ def get_default_probe(N: int, fmt: str = "tf", probe_scale: float | None = None,
     ``(pi / 2) * (k / k_edge)**2`` (a quarter wave at the aperture edge), inverse FFT to real
     space, centred at ``(N // 2, N // 2)``, multiplied by :func:`get_probe_mask` when ``mask``,
     and normalised to ``max |P| = 1``. The in-focus probe's first dark ring has radius
-    ``probe_scale * N / 2`` pixels (``0.35 N`` at the default 0.7, beyond the mask radius
-    ``N / 4``), so the probe covers the central ``N / 2`` region well.
+    ``probe_scale * N / 2`` pixels: at the default 0.5 that is the mask radius ``N / 4``, so
+    the probe covers the central ``N / 2`` region and falls smoothly to zero at its edge.
 
     Args:
         N: patch side in pixels, a power of two from 16 to 256.
         fmt: ``'tf'`` for a ``tf.Tensor`` (imports TensorFlow), ``'np'`` for a numpy array.
         probe_scale: width parameter (> 0, larger = wider probe). ``None`` reads the legacy
-            ``ptycho.params.cfg['default_probe_scale']`` (default 0.7).
+            ``ptycho.params.cfg['default_probe_scale']`` (default 0.5).
         mask: multiply by the disc of radius ``N / 4``.
 
     Returns:

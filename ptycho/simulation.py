@@ -605,7 +605,7 @@ def simulate_unit(model_cfg: ModelConfig, nphotons: float, sim_cfg: SimulationCo
 
     * Probe: ``probe`` or ``get_default_probe(N, 'np', model_cfg.probe_scale,
       mask=model_cfg.probe_mask)``.
-    * Train: object ``make_object(kind, object_size, sim_cfg.seed)``. Scan ``'random'``:
+    * Train: object ``make_object(kind, object_size, sim_cfg.seed, max_phase)``. Scan ``'random'``:
       ``n_train`` group centres uniform over the area where the whole group fits (margin
       ``scan_buffer + offset * (gridsize - 1) / 2``), then :func:`group_positions` with spacing
       ``model_cfg.offset`` and jitter ``sim_cfg.jitter`` (exact raster groups, which the model's
@@ -658,7 +658,7 @@ def simulate_unit(model_cfg: ModelConfig, nphotons: float, sim_cfg: SimulationCo
         return np.clip(pos, lo_in, hi_in)
 
     # Train.
-    train_obj = make_object(sim_cfg.object_kind, size, sim_cfg.seed)
+    train_obj = make_object(sim_cfg.object_kind, size, sim_cfg.seed, sim_cfg.max_phase)
     if sim_cfg.scan == "random":
         scan_rng = np.random.default_rng(scan_seq)
         centres = random_positions(sim_cfg.n_train, size, N, group_buf, scan_rng)
@@ -668,7 +668,7 @@ def simulate_unit(model_cfg: ModelConfig, nphotons: float, sim_cfg: SimulationCo
     train = simulate(train_obj, probe, train_pos, nphotons, np.random.default_rng(train_noise_seq))
 
     # Test: a different object on a regular grid, same instrument scale.
-    test_obj = make_object(sim_cfg.object_kind, size, test_seed)
+    test_obj = make_object(sim_cfg.object_kind, size, test_seed, sim_cfg.max_phase)
     test_pos = groups(_grid_centres(size, N, group_buf, sim_cfg.n_test), test_jitter_seq)
     test = simulate(test_obj, probe, test_pos, nphotons, np.random.default_rng(test_noise_seq),
                     intensity_scale=train.intensity_scale)

@@ -7,6 +7,7 @@ Nothing is written to disk unless ``checkpoint_dir`` is given.
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,8 +18,10 @@ import numpy as np
 from . import model as model_lib
 from .config import ModelConfig, TrainingConfig
 
-__all__ = ["TrainResult", "model_inputs", "model_targets", "train", "eval", "train_eval",
-           "group_centres"]
+__all__ = ["TrainResult", "EpochLog", "model_inputs", "model_targets", "train", "eval",
+           "train_eval", "group_centres"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -41,6 +44,37 @@ class TrainResult:
     @property
     def final_loss(self) -> float:
         return float(self.history["loss"][-1])
+
+    def epochs(self) -> list[dict[str, float]]:
+        """The history as one dict per epoch: ``epoch`` (1-based), ``train_loss`` (Keras'
+        ``loss``), ``val_loss`` when validated, ``lr``, ``epoch_s`` and the per-output
+        losses."""
+        n = len(self.history.get("loss", []))
+        return [{"epoch": i + 1, **{("train_loss" if k == "loss" else k): v[i]
+                                    for k, v in self.history.items() if len(v) == n}}
+                for i in range(n)]
+
+
+class EpochLog(keras.callbacks.Callback):
+    """Adds ``lr`` (the optimiser's learning rate at the epoch's end) and ``epoch_s`` (wall
+    seconds) to each epoch's logs, and logs one line per epoch (``logging.INFO``)."""
+
+    def __init__(self, prefix: str = ""):
+        super().__init__()
+        self.prefix = prefix
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is None:
+            return
+        opt = self.model.optimizer
+        logs["lr"] = float(keras.ops.convert_to_numpy(opt.learning_rate))
+        logs["epoch_s"] = time.perf_counter() - self._start
+        shown = " ".join(f"{k}={v:.6g}" for k, v in logs.items() if k in
+                         ("loss", "val_loss", "lr", "epoch_s"))
+        log.info("%sepoch %d/%s %s", self.prefix, epoch + 1, self.params.get("epochs"), shown)
 
 
 def model_inputs(data) -> list[np.ndarray]:
@@ -70,7 +104,8 @@ def _model_config_for(data, base: ModelConfig | None) -> ModelConfig:
 
 def train(train_data, intensity_scale: float | None = None, model_instance=None,
           training: TrainingConfig | None = None, model_config: ModelConfig | None = None,
-          verbose: int = 0, checkpoint_dir: str | Path | None = None) -> TrainResult:
+          verbose: int = 0, checkpoint_dir: str | Path | None = None,
+          validation_data=None, log_prefix: str = "", callbacks=()) -> TrainResult:
     """Fit the model to ``train_data`` (a :class:`ptycho.simulation.DiffractionData`).
 
     Args:
@@ -82,6 +117,12 @@ def train(train_data, intensity_scale: float | None = None, model_instance=None,
             with the data's ``nphotons``).
         model_config: options of a newly built model (N and gridsize must match the data).
         checkpoint_dir: if given, the trained model is saved there (``model_manager``).
+        validation_data: a :class:`DiffractionData` scored with the same loss after each epoch
+            (``val_loss`` in the history); None skips it.
+        log_prefix: put before each per-epoch log line (:class:`EpochLog`).
+        callbacks: more Keras callbacks for ``fit`` (run after :class:`EpochLog`).
+
+    The history holds, per epoch, ``loss`` (and ``val_loss``), ``lr`` and ``epoch_s``.
     """
     if training is None:
         training = TrainingConfig(nphotons=float(train_data.nphotons))
@@ -93,11 +134,15 @@ def train(train_data, intensity_scale: float | None = None, model_instance=None,
         autoencoder = models.autoencoder
     else:
         autoencoder = model_instance
-    model_lib.compile_model(autoencoder, training)
+    steps = -(-train_data.B // training.batch_size)
+    model_lib.compile_model(autoencoder, training, steps_per_epoch=steps)
+    validation = None if validation_data is None else (model_inputs(validation_data),
+                                                       model_targets(validation_data))
     start = time.perf_counter()
     fit = autoencoder.fit(model_inputs(train_data), model_targets(train_data),
                           batch_size=training.batch_size, epochs=training.nepochs,
-                          shuffle=True, verbose=verbose)
+                          shuffle=True, verbose=verbose, validation_data=validation,
+                          callbacks=[EpochLog(log_prefix), *callbacks])
     train_s = time.perf_counter() - start
     history = {k: [float(v) for v in vals] for k, vals in fit.history.items()}
     if checkpoint_dir is not None:

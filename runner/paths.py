@@ -10,6 +10,7 @@ Layout of ``<out>/``::
     units/<unit_id>/outcome.json    the worker's tagged outcome: ok or failed with traceback
     units/<unit_id>/artifacts/      files the task writes (e.g. ``<arm_id>.npz``)
     metrics.parquet, metrics.csv    all records consolidated into one table
+    history.parquet, history.csv    per-epoch training history: one row per arm and epoch
     aggregate.csv                   ``ptycho-sweep aggregate``: mean/std over seeds (long form)
     dose_response.png               ``ptycho-sweep plot``: PSNR/SSIM against dose
     reconstructions.png             ``ptycho-sweep plot``: reconstructed amplitude/phase panel
@@ -60,6 +61,14 @@ class OutputPaths:
     @property
     def metrics_csv(self) -> Path:
         return self.root / "metrics.csv"
+
+    @property
+    def history_parquet(self) -> Path:
+        return self.root / "history.parquet"
+
+    @property
+    def history_csv(self) -> Path:
+        return self.root / "history.csv"
 
     @property
     def aggregate_csv(self) -> Path:

@@ -24,8 +24,22 @@ __all__ = ["METRICS", "summary_text", "status_report", "aggregate", "write_aggre
 log = logging.getLogger(__name__)
 
 #: Metrics aggregated (those present in the results), in this order.
-METRICS = ("amp_psnr", "amp_ssim", "phase_psnr", "phase_ssim", "amp_frc50", "phase_frc50",
-           "amp_mae", "phase_mae", "amp_mse", "phase_mse", "final_loss", "train_s")
+METRICS = ("amp_norm_ssim", "amp_norm_ssim_baseline", "amp_norm_psnr", "amp_norm_psnr_baseline",
+           "amp_frc50_px", "phase_plane_ssim", "phase_plane_ssim_baseline", "phase_plane_psnr",
+           "phase_plane_psnr_baseline", "phase_frc50_px",
+           "amp_psnr", "amp_ssim", "phase_psnr", "phase_ssim", "amp_frc50", "phase_frc50",
+           "amp_mae", "phase_mae", "amp_mse", "phase_mse", "final_loss", "final_val_loss",
+           "train_s")
+#: Panels of the dose-response figure: (metric, its constant-image baseline or None, y label).
+_PANELS = (
+    ("amp_norm_ssim", "amp_norm_ssim_baseline", "amplitude SSIM (mean-normalised)"),
+    ("amp_norm_psnr", "amp_norm_psnr_baseline", "amplitude PSNR (dB, mean-normalised)"),
+    ("amp_frc50_px", None, "amplitude FRC50 resolution (pixels, lower is better)"),
+    ("phase_plane_ssim", "phase_plane_ssim_baseline", "phase SSIM (plane removed)"),
+    ("phase_plane_psnr", "phase_plane_psnr_baseline", "phase PSNR (dB, plane removed)"),
+    ("final_loss", None, "final training loss (per loss; not comparable across losses)"),
+)
+_LINESTYLES = ("-", "--", ":", "-.")
 _ROWS = ["N", "gridsize", "loss"]
 _MAX_UNIT_ROWS = 60
 
@@ -152,29 +166,44 @@ def _figure(width: float, height: float):
 
 
 def plot_dose_response(df, path: str | Path) -> Path:
-    """PSNR and SSIM of amplitude and phase against dose (log x), one line per
-    N / gridsize / loss (mean over seeds, error bars = std)."""
+    """Quality against dose (log x) in six panels (:data:`_PANELS`): colour = N / gridsize,
+    line style = loss, mean over seeds with std error bars; a grey dashed line per panel is
+    the constant-image baseline (mean over the arms at that dose). One legend, outside."""
     ok, metrics = _ok_numeric(df)
-    fig = _figure(11, 8)
-    axes = fig.subplots(2, 2)
-    for ax, m in zip(axes.flat, ("amp_psnr", "amp_ssim", "phase_psnr", "phase_ssim"),
-                     strict=True):
-        ax.set_title(m)
+    fig = _figure(15, 8)
+    axes = fig.subplots(2, 3)
+    configs = sorted({(n, g) for n, g in zip(ok["N"], ok["gridsize"], strict=True)})
+    colours = {c: f"C{i % 10}" for i, c in enumerate(configs)}
+    losses = sorted(set(ok["loss"]))
+    styles = {loss: _LINESTYLES[i % len(_LINESTYLES)] for i, loss in enumerate(losses)}
+    handles = {}
+    for ax, (m, base, label) in zip(axes.flat, _PANELS, strict=True):
         ax.set_xscale("log")
-        ax.set_xlabel("nphotons per pattern")
+        ax.set_xlabel("dose (photons per pattern)")
+        ax.set_ylabel(label, fontsize="small")
         if m not in metrics:
-            ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes)
+            ax.text(0.5, 0.5, f"no {m}", ha="center", va="center", transform=ax.transAxes)
             continue
+        if m == "final_loss":
+            ax.set_yscale("symlog", linthresh=1e-3)
         stats = ok.groupby(_ROWS + ["nphotons"])[m].agg(["mean", "std"]).reset_index()
-        lo, hi = stats["nphotons"].min(), stats["nphotons"].max()
-        ax.set_xlim(lo / 2, hi * 2)
+        ax.set_xlim(stats["nphotons"].min() / 2, stats["nphotons"].max() * 2)
         for (n, g, loss), grp in stats.groupby(_ROWS):
             grp = grp.sort_values("nphotons")
-            ax.errorbar(grp["nphotons"], grp["mean"], yerr=grp["std"].fillna(0.0),
-                        marker="o", capsize=3, label=f"N={n} g={g} {loss}")
+            h = ax.errorbar(grp["nphotons"], grp["mean"], yerr=grp["std"].fillna(0.0),
+                            marker="o", capsize=3, color=colours[(n, g)],
+                            linestyle=styles[loss])
+            handles.setdefault(f"N={n}, gridsize {g}, {loss}", h)
+        if base in metrics:
+            b = ok.groupby("nphotons")[base].mean().sort_index()
+            h = ax.plot(b.index, b.values, color="0.5", linestyle="--", linewidth=1)[0]
+            handles.setdefault("constant image (baseline)", h)
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize="small")
-    fig.suptitle(f"dose response: {', '.join(map(str, df['sweep'].dropna().unique()[:3]))}")
+    if handles:
+        fig.legend(list(handles.values()), list(handles), loc="outside right upper",
+                   fontsize="small")
+    names = ", ".join(map(str, df["sweep"].dropna().unique()[:3]))
+    fig.suptitle(f"dose response: {names}")
     path = Path(path)
     fig.savefig(path, dpi=100)
     return path

@@ -34,6 +34,7 @@ __all__ = [
     "read_records",
     "records_frame",
     "consolidate",
+    "history_frame",
     "load_results",
 ]
 
@@ -52,6 +53,12 @@ COLUMNS = (
 )
 
 _SORT = ["N", "gridsize", "nphotons", "loss", "seed", "arm_id"]
+
+#: Record key holding the arm's per-epoch history (a list of dicts, one per epoch). It goes to
+#: the history table, not to the metrics table.
+HISTORY_KEY = "history"
+#: Columns copied from an arm's record onto each of its history rows.
+HISTORY_IDENTITY = ("sweep", "arm_id", "N", "gridsize", "nphotons", "loss", "seed")
 
 
 def _file_mode() -> int:
@@ -154,7 +161,7 @@ def records_frame(records: Iterable[Mapping[str, Any]]):
     other keys sorted; rows sorted by N, gridsize, nphotons, loss, seed."""
     import pandas as pd
 
-    rows = [dict(r) for r in records]
+    rows = [{k: v for k, v in r.items() if k != HISTORY_KEY} for r in records]
     keys: set[str] = set()
     for r in rows:
         keys.update(r)
@@ -166,6 +173,29 @@ def records_frame(records: Iterable[Mapping[str, Any]]):
         if df[col].notna().all():
             df[col] = df[col].astype("int64")
     return df.sort_values(_SORT, kind="stable", na_position="last").reset_index(drop=True)
+
+
+def history_frame(records: Iterable[Mapping[str, Any]]):
+    """The per-epoch history of every arm: :data:`HISTORY_IDENTITY` columns, then ``epoch``
+    and the history's own columns (``train_loss``, ``val_loss``, ``lr``, ``epoch_s``, ...);
+    one row per arm and epoch, sorted like the metrics table, then by epoch."""
+    import pandas as pd
+
+    rows = []
+    for rec in records:
+        history = rec.get(HISTORY_KEY)
+        if not isinstance(history, list):
+            continue
+        ident = {k: rec.get(k) for k in HISTORY_IDENTITY}
+        # An epoch's own keys never overwrite the arm's identity: a clash gets "epoch_".
+        rows += [{**ident, **{(f"epoch_{k}" if k in ident else k): v for k, v in row.items()}}
+                 for row in history if isinstance(row, Mapping)]
+    if not rows:
+        return pd.DataFrame(columns=[*HISTORY_IDENTITY, "epoch"])
+    df = pd.DataFrame(rows)
+    lead = [*HISTORY_IDENTITY, "epoch"]
+    df = df[lead + sorted(set(df.columns) - set(lead))]
+    return df.sort_values([*_SORT, "epoch"], kind="stable").reset_index(drop=True)
 
 
 def _parquet_bytes(df) -> bytes:
@@ -192,6 +222,10 @@ def consolidate(paths: OutputPaths, records: Mapping[str, Mapping[str, Any]] | N
     if records is None:
         records = read_records(paths)
     df = records_frame(records.values())
+    history = history_frame(records.values())
+    if len(history):
+        atomic_write_bytes(paths.history_parquet, _parquet_bytes(history))
+        atomic_write_text(paths.history_csv, history.to_csv(index=False))
     atomic_write_bytes(paths.metrics_parquet, _parquet_bytes(df))
     atomic_write_text(paths.metrics_csv, df.to_csv(index=False))
     return df

@@ -152,3 +152,14 @@ def test_make_object_bad_kind_and_args():
         make_object("lines", 4, 0)
     with pytest.raises(ValueError, match="seed"):
         make_object("grf", 64, -1)
+
+
+@pytest.mark.parametrize("kind", OBJECT_KINDS)
+def test_max_phase_sets_the_phase_range(kind):
+    obj = make_object(kind, 64, 2, max_phase=0.3)
+    phase = np.angle(obj)
+    assert phase.min() >= -0.3 - 1e-6 and phase.max() <= 0.3 + 1e-6
+    assert np.ptp(phase) > 0.3  # the range is used, not just bounded
+    np.testing.assert_allclose(np.abs(obj), np.abs(make_object(kind, 64, 2)), atol=1e-6)
+    with pytest.raises(ValueError, match="max_phase"):
+        make_object(kind, 64, 2, max_phase=4.0)

@@ -317,7 +317,7 @@ def test_simulate_unit_shapes_and_layout(gridsize):
         np.testing.assert_array_equal(train.coords_relative, 0)
     assert test.intensity_scale == train.intensity_scale
     assert not np.allclose(test.obj, train.obj)
-    np.testing.assert_array_equal(train.obj, make_object("lines", 64, 3))
+    np.testing.assert_array_equal(train.obj, make_object("lines", 64, 3, sim.max_phase))
     # Test centres on a regular grid: 3 distinct rows and columns with a constant step.
     centres = test.coords[:, 0].mean(axis=2)
     for axis in (0, 1):

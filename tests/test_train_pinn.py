@@ -46,12 +46,14 @@ def test_training_rejects_a_model_config_that_does_not_match_the_data(small_data
 
 
 def _nll_at_truth(data):
-    """Keras' Poisson loss of the noiseless forward model of the true object: the floor the
-    training loss approaches."""
+    """The "nll" loss (Poisson deviance / 2 per count, see ptycho.losses) of the noiseless
+    forward model of the true object: the floor the training loss approaches."""
     psi = data.probe[None, :, :, None] * data.patches
     lam = data.intensity_scale**2 * np.moveaxis(diffract(np.moveaxis(psi, -1, 1)), 1, -1) ** 2
     y = data.X.astype(np.float64) ** 2
-    return float(np.mean(lam - y * np.log(lam + 1e-7)))
+    y_log_y = np.where(y > 0, y * np.log(np.maximum(y, 1e-300)), 0.0)
+    per_pixel = lam - y * np.log(np.maximum(lam, 1e-12)) - (y - y_log_y)
+    return float(np.mean(per_pixel) / (data.nphotons / data.N**2))
 
 
 def test_high_dose_training_lowers_loss_and_beats_a_constant_guess():

@@ -1,0 +1,128 @@
+"""Reconstruction quality of the default task for a fixed training budget.
+
+For every unit and arm of a sweep file (default ``experiments/quality.toml``) it simulates the
+data, trains the model exactly as the default task does (``experiments.dose_response``), and
+every ``--every`` epochs scores the reconstruction of both scans, the training scan (in situ,
+``reconstruct = "same"``) and the test scan of another object (``"new"``). It prints, per arm
+and mode, amplitude/phase SSIM, PSNR and FRC50 beside the constant-image baseline, and the
+minutes of training (scoring excluded) until the mean-normalised amplitude SSIM first reached
+``--target`` (default 0.7; ``-`` if never). One process, sequential; do not time it while
+another heavy job runs.
+
+    python benchmarks/quality.py [experiments/quality.toml] [--every 5] [--target 0.7]
+        [--threads 2] [--csv out.csv]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import keras  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from experiments.dose_response import score  # noqa: E402
+from runner.sweep import load_sweep  # noqa: E402
+from runner.unit import Unit  # noqa: E402
+
+COLUMNS = ["amp_norm_ssim", "amp_norm_ssim_baseline", "amp_norm_psnr", "amp_norm_psnr_baseline",
+           "amp_frc50_px", "phase_plane_ssim", "phase_plane_ssim_baseline", "amp_ssim"]
+
+
+class ScoreEvery(keras.callbacks.Callback):
+    """Scores both scans every ``every`` epochs (and after the last); keeps (training seconds,
+    epoch, mode, metrics); the scoring time is not counted as training time."""
+
+    def __init__(self, every, scans, nepochs):
+        super().__init__()
+        self.every, self.scans, self.nepochs = every, scans, nepochs
+        self.rows, self.train_s, self._t = [], 0.0, None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._t = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.train_s += time.perf_counter() - self._t
+        done = epoch + 1
+        if done % self.every and done != self.nepochs:
+            return
+        for mode, data in self.scans.items():
+            metrics, _ = score(self.model, data)
+            self.rows.append({"epoch": done, "train_min": self.train_s / 60, "mode": mode,
+                              **metrics})
+
+
+def run(sweep_path: Path, every: int, threads: int) -> pd.DataFrame:
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+    from ptycho import model as model_lib
+    from ptycho import train_pinn
+    from ptycho.simulation import simulate_unit
+
+    sweep = load_sweep(sweep_path)
+    rows = []
+    for plan in sweep.plan():
+        unit = Unit(sweep=sweep.name, unit_id=plan.unit_id, task=sweep.task, N=plan.N,
+                    gridsize=plan.gridsize, nphotons=plan.nphotons, arms=plan.arms,
+                    model=plan.model, simulation=plan.simulation, training=plan.training,
+                    artifact_dir=Path("."), timeout_s=sweep.timeout_s)
+        train, test = simulate_unit(unit.model_config(), unit.nphotons, unit.simulation_config())
+        models = model_lib.build_models(unit.model_config(), probe=train.probe,
+                                        intensity_scale=train.intensity_scale)
+        for arm in unit.arms:
+            training = unit.training_config(arm)
+            model_lib.reset_weights(models.autoencoder, training.seed)
+            cb = ScoreEvery(every, {"same": train, "new": test}, training.nepochs)
+            train_pinn.train(train, model_instance=models.autoencoder, training=training,
+                             callbacks=[cb])
+            for r in cb.rows:
+                rows.append({"N": plan.N, "gridsize": plan.gridsize, "nphotons": plan.nphotons,
+                             "loss": arm.loss, "seed": arm.seed, **r})
+            last = rows[-1]
+            print(f"  done N={plan.N} gs={plan.gridsize} {plan.nphotons:.0e} {arm.loss}: "
+                  f"{last['train_min']:.1f} min", flush=True)
+    return pd.DataFrame(rows)
+
+
+def summary(df: pd.DataFrame, target: float) -> pd.DataFrame:
+    keys = ["N", "gridsize", "nphotons", "loss", "seed", "mode"]
+    out = []
+    for key, grp in df.groupby(keys, sort=True):
+        grp = grp.sort_values("epoch")
+        last = grp.iloc[-1]
+        hit = grp[grp["amp_norm_ssim"] >= target]
+        out.append({**dict(zip(keys, key, strict=True)), "epochs": int(last["epoch"]),
+                    "train_min": round(last["train_min"], 1),
+                    **{c: round(float(last[c]), 3) for c in COLUMNS},
+                    f"min_to_{target}": round(float(hit["train_min"].iloc[0]), 1)
+                    if len(hit) else "-"})
+    return pd.DataFrame(out)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("sweep", nargs="?", default=str(ROOT / "experiments" / "quality.toml"))
+    ap.add_argument("--every", type=int, default=5, help="score every K epochs")
+    ap.add_argument("--target", type=float, default=0.7, help="amp SSIM to time")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--csv", help="also write every scoring (per epoch) to this CSV")
+    args = ap.parse_args()
+    df = run(Path(args.sweep), args.every, args.threads)
+    if args.csv:
+        df.to_csv(args.csv, index=False)
+    table = summary(df, args.target)
+    with pd.option_context("display.width", 250, "display.max_columns", 40):
+        print(table.to_string(index=False))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,119 @@
+"""The data losses of the physics model: one registry, one entry per named loss.
+
+A sweep arm's ``loss = "nll"`` (``TrainingConfig.loss``) names an entry of :data:`LOSSES`.
+Each entry says which model output it compares with the measurement and how:
+
+* ``"intensity"``: predicted counts ``lam`` ``(B, N, N, C)`` against measured counts ``y``;
+* ``"amplitude"``: predicted amplitudes ``A = sqrt(lam)`` against measured ``sqrt(y)``.
+
+Every loss is divided by a dose-dependent constant so that its value is about the same size at
+every dose (one count per pixel and one at 1e5 give comparable numbers; Adam's steps do not
+depend on this constant): ``mean_counts = nphotons / N**2``, the expected counts per pixel.
+Values of different losses are still not comparable with each other (a Poisson deviance per
+count is not an amplitude error); the history and the plots keep them apart.
+
+Adding a loss means adding one :class:`DataLoss` to :data:`LOSSES` here: the configuration
+validates names against this table, the model compiles from it, the runner's arms list it.
+
+Imports no TensorFlow at import time (the loss functions import it when built).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+__all__ = ["DataLoss", "LOSSES", "LOSS_NAMES", "get_loss", "OUTPUTS"]
+
+#: Model outputs a data loss may compare (names of the autoencoder's outputs).
+OUTPUTS = ("amplitude", "intensity")
+
+
+@dataclass(frozen=True)
+class DataLoss:
+    """A named data loss.
+
+    Attributes:
+        name: the name arms and ``TrainingConfig.loss`` use.
+        output: ``"intensity"`` (counts) or ``"amplitude"`` (sqrt counts).
+        make: ``make(mean_counts, training) -> fn(y_true, y_pred)``, a Keras loss function
+            returning a scalar; ``mean_counts`` is the expected counts per pixel (> 0).
+        units: what the value (``final_loss``, the history's ``loss``) measures.
+        description: one line for ``--help`` and the docs.
+    """
+
+    name: str
+    output: str
+    make: Callable
+    units: str
+    description: str
+
+
+def _poisson_nll(mean_counts, training):
+    """Poisson negative log-likelihood per pixel, minus its value at a perfect fit (half the
+    Poisson deviance), divided by the expected counts per pixel."""
+    import tensorflow as tf
+
+    scale = 1.0 / float(mean_counts)
+
+    def nll(y, lam):
+        lam = tf.maximum(lam, 1e-12)
+        y_log_y = tf.math.xlogy(y, tf.maximum(y, 1e-12))
+        return tf.reduce_mean(lam - y * tf.math.log(lam) - (y - y_log_y)) * scale
+
+    return nll
+
+
+def _amplitude_mae(mean_counts, training):
+    """Mean absolute error of the amplitudes, divided by the expected amplitude per pixel."""
+    import tensorflow as tf
+
+    scale = float(mean_counts) ** -0.5
+
+    def mae(a, pred):
+        return tf.reduce_mean(tf.abs(pred - a)) * scale
+
+    return mae
+
+
+def _weighted(mean_counts, training):
+    """PtychoPINN's compiled mix: ``nll_weight * nll + mae_weight * mae`` (on intensities,
+    the amplitude MAE taken as ``|sqrt(lam) - sqrt(y)|``)."""
+    import tensorflow as tf
+
+    nll = _poisson_nll(mean_counts, training)
+    mae = _amplitude_mae(mean_counts, training)
+    w_nll, w_mae = float(training.nll_weight), float(training.mae_weight)
+
+    def weighted(y, lam):
+        out = 0.0
+        if w_nll:
+            out += w_nll * nll(y, lam)
+        if w_mae:
+            out += w_mae * mae(tf.sqrt(tf.maximum(y, 0.0)), tf.sqrt(tf.maximum(lam, 0.0)))
+        return out
+
+    return weighted
+
+
+#: Every data loss, by name. The first entry is the default.
+LOSSES: dict[str, DataLoss] = {loss.name: loss for loss in (
+    DataLoss("nll", "intensity", _poisson_nll, "Poisson deviance / 2 per count",
+             "Poisson negative log-likelihood of the measured counts (the statistically "
+             "correct loss at every dose)"),
+    DataLoss("mae", "amplitude", _amplitude_mae, "amplitude error per sqrt(count)",
+             "mean absolute error of sqrt(counts) (PtychoPINN's MAE arm)"),
+    DataLoss("weighted", "intensity", _weighted, "mixed (nll_weight, mae_weight)",
+             "nll_weight * nll + mae_weight * mae, PtychoPINN's legacy loss weights"),
+)}
+#: The names, in order.
+LOSS_NAMES = tuple(LOSSES)
+
+
+def get_loss(name: str) -> DataLoss:
+    """The entry ``name`` of :data:`LOSSES`; ``KeyError`` naming the allowed ones."""
+    try:
+        return LOSSES[name]
+    except KeyError:
+        raise KeyError(f"unknown loss {name!r}: must be one of "
+                       f"{', '.join(map(repr, LOSS_NAMES))}") from None

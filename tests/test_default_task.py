@@ -1,0 +1,67 @@
+"""The default task through the runner on a tiny unit: the scoring columns, the training
+history table and the per-epoch log lines users rely on."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "tasks"))
+from runner_testlib import run_cli, sweep_dict, write_sweep  # noqa: E402
+
+import runner  # noqa: E402
+from runner.paths import OutputPaths  # noqa: E402
+
+
+def test_default_task_records_scores_baselines_and_history(tmp_path):
+    sweep = sweep_dict(task="experiments.dose_response:run_unit", name="tiny",
+                       N=(16,), gridsize=(2,), nphotons=(1e6,), loss=("nll", "mae"),
+                       timeout_s=600, model={"n_filters_scale": 1, "offset": 2},
+                       simulation={"object_size": 64, "n_train": 20, "n_test": 9,
+                                   "scan": "grid"},
+                       training={"nepochs": 3, "batch_size": 8, "lr_schedule": "cosine"})
+    out = tmp_path / "out"
+    proc = run_cli("run", write_sweep(tmp_path / "tiny.toml", sweep), "--out", out,
+                   "--n-jobs", "1", "--no-progress", timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    df = runner.load_results(out)
+    assert len(df) == 2 and set(df["status"]) == {"ok"}
+    for col in ("amp_norm_ssim", "amp_norm_ssim_baseline", "amp_norm_psnr_baseline",
+                "phase_plane_ssim", "phase_plane_ssim_baseline", "amp_frc50_px",
+                "amp_ssim", "final_loss", "final_val_loss"):
+        assert df[col].notna().all(), col
+    assert set(df["reconstruct"]) == {"same"}
+    assert (df["nepochs"] == 3).all() and set(df["lr_schedule"]) == {"cosine"}
+    assert "history" not in df.columns  # the history has its own table
+
+    paths = OutputPaths(out)
+    hist = pd.read_parquet(paths.history_parquet)
+    assert len(hist) == 2 * 3
+    assert list(hist.columns[:8]) == ["sweep", "arm_id", "N", "gridsize", "nphotons", "loss",
+                                      "seed", "epoch"]
+    for arm_id, grp in hist.groupby("arm_id"):
+        assert list(grp["epoch"]) == [1, 2, 3]
+        assert grp["lr"].is_monotonic_decreasing and grp["lr"].iloc[0] > grp["lr"].iloc[-1]
+        assert (grp["epoch_s"] > 0).all() and grp["val_loss"].notna().all()
+        final = df.set_index("arm_id").loc[arm_id, "final_loss"]
+        assert grp["train_loss"].iloc[-1] == final
+    assert paths.history_csv.is_file()
+    log = next(paths.units_dir.glob("*/worker.log")).read_text()
+    assert log.count("epoch 3/3") == 2 and "val_loss=" in log
+
+
+def test_history_frame_keeps_identity_and_orders_epochs():
+    from runner.store import history_frame
+
+    base = {"sweep": "s", "N": 16, "gridsize": 1, "nphotons": 1e4, "seed": 0}
+    recs = [{**base, "arm_id": "b", "loss": "mae",
+             "history": [{"epoch": 2, "train_loss": 1.0}, {"epoch": 1, "train_loss": 2.0}]},
+            {**base, "arm_id": "a", "loss": "nll", "history": [{"epoch": 1, "loss": 5.0}]},
+            {**base, "arm_id": "c", "loss": "nll"}]  # a failed arm: no history
+    df = history_frame(recs)
+    assert list(zip(df["arm_id"], df["epoch"], strict=True)) == [("b", 1), ("b", 2), ("a", 1)]
+    assert list(df["loss"]) == ["mae", "mae", "nll"]  # the name, never an epoch's value
+    assert df.loc[df["arm_id"] == "a", "epoch_loss"].item() == 5.0
+    assert history_frame([]).empty
