@@ -209,7 +209,7 @@ class TrainingConfig(_ConfigBase):
     mae_weight: float = 0.0
     realspace_weight: float = 0.0
     learning_rate: float = 1e-3
-    lr_schedule: str = "constant"
+    lr_schedule: str = "cosine"
     warmup_epochs: int = 0
     seed: int = 0
 
@@ -253,7 +253,10 @@ class SimulationConfig(_ConfigBase):
         object_size: side of the square object in pixels; must hold at least one patch plus the
             scan buffer (checked against ``N`` by :meth:`check_compatible`).
         n_train, n_test: samples (groups of C patterns) in the training and test sets (>= 1).
-        scan: ``"random"`` positions or a ``"grid"`` raster of group centres.
+        scan: ``"grid"``, a raster of about ``n_train`` group centres with a step of at most
+            N/4 (PtychoPINN's grid mode; the in-situ score then covers a region without
+            holes), or ``"random"`` uniform positions (their stitched coverage has holes, so
+            ``reconstruct = "same"`` scores a smaller rectangle).
         scan_buffer: pixels kept between the outermost patch edge and the object edge.
         jitter: standard deviation in pixels added to each position (>= 0).
         seed: seeds the object, the scan and the Poisson noise (>= 0).
@@ -268,7 +271,7 @@ class SimulationConfig(_ConfigBase):
     object_size: int = 256
     n_train: int = 512
     n_test: int = 128
-    scan: str = "random"
+    scan: str = "grid"
     scan_buffer: int = 4
     jitter: float = 0.0
     seed: int = 0

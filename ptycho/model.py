@@ -30,7 +30,6 @@ import numpy as np
 
 from . import params
 from .config import ModelConfig, TrainingConfig
-from .losses import OUTPUTS, get_loss
 from .custom_layers import (
     CombineComplex,
     DiffractLayer,
@@ -43,6 +42,7 @@ from .custom_layers import (
     TotalVariationPenalty,
     TrimObjectLayer,
 )
+from .losses import OUTPUTS, get_loss
 
 __all__ = [
     "PtychoModels",

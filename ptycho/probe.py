@@ -15,7 +15,8 @@ probe lies at radius ``0.61 * N / (1.22 / probe_scale) = probe_scale * N / 2`` r
 At the default 0.5 that is ``N / 4``, the mask radius: the probe falls smoothly to its first
 zero at the edge of its support, so the mask cuts nothing and adds no hard edge. At 0.7 (``0.35
 N``, 1.4 times the mask radius) the masked probe still carries about 0.35 of its peak amplitude
-at the mask edge, a hard edge whose diffraction spreads over the whole detector. Larger ``probe_scale`` = wider probe.
+at the mask edge, a hard edge whose diffraction spreads over the whole detector. Larger
+``probe_scale`` = wider probe.
 
 Imports no TensorFlow at import time; ``get_default_probe(..., fmt='tf')`` imports it lazily.
 """

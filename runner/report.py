@@ -225,6 +225,17 @@ def _load_npz(path: Path) -> dict[str, Any] | None:
     return out
 
 
+def _score(row, metric: str) -> str:
+    """``"\nSSIM 0.71 (0.26)"``: the arm's score and its constant-image baseline, if known."""
+    import math
+
+    value, base = row.get(metric), row.get(f"{metric}_baseline")
+    if not isinstance(value, float) or math.isnan(value):
+        return ""
+    extra = f" ({base:.2f})" if isinstance(base, float) and not math.isnan(base) else ""
+    return f"\nSSIM {value:.2f}{extra}"
+
+
 def _limits(images) -> tuple[float | None, float | None]:
     """Shared colour limits of a row's images (1st and 99th percentiles)."""
     import numpy as np
@@ -244,7 +255,8 @@ def _limits(images) -> tuple[float | None, float | None]:
 def plot_reconstructions(out_dir: str | Path, path: str | Path | None = None,
                          max_rows: int = 12) -> Path | None:
     """Panel of reconstructed amplitude/phase from ``units/*/artifacts/<arm_id>.npz``: one row
-    per N / gridsize / loss (lowest seed), ground truth first, then each dose. Returns None
+    per N / gridsize / loss (lowest seed), ground truth first, then each dose, titled with its
+    SSIM and, in brackets, the constant-image SSIM. Returns None
     (and writes nothing) if there is no usable artifact."""
     paths = OutputPaths(out_dir)
     df = load_results(paths.root)
@@ -264,16 +276,18 @@ def plot_reconstructions(out_dir: str | Path, path: str | Path | None = None,
     keys = sorted(groups)[:max_rows]
     doses = sorted({p for k in keys for p in groups[k]})
     ncols = 2 + 2 * len(doses)
-    fig = _figure(1.5 * ncols, 1.6 * len(keys) + 0.6)
+    fig = _figure(1.5 * ncols, 1.9 * len(keys) + 0.6)
     axes = fig.subplots(len(keys), ncols, squeeze=False)
     for i, key in enumerate(keys):
         first = found[next(iter(groups[key].values()))]
         cells = [("true amp", first.get("true_amplitude")), ("true phase",
                                                               first.get("true_phase"))]
         for p in doses:
-            data = found.get(groups[key].get(p, ""), {})
-            cells += [(f"amp {p:.0e}", data.get("amplitude")),
-                      (f"phase {p:.0e}", data.get("phase"))]
+            arm_id = groups[key].get(p, "")
+            data = found.get(arm_id, {})
+            row = rows_by_arm.get(arm_id, {})
+            cells += [(f"amp {p:.0e}{_score(row, 'amp_norm_ssim')}", data.get("amplitude")),
+                      (f"phase {p:.0e}{_score(row, 'phase_plane_ssim')}", data.get("phase"))]
         limits = {kind: _limits([img for t, img in cells if kind in t])
                   for kind in ("amp", "phase")}
         for j, (title, img) in enumerate(cells):
@@ -285,8 +299,8 @@ def plot_reconstructions(out_dir: str | Path, path: str | Path | None = None,
                 vmin, vmax = limits[kind]
                 ax.imshow(img, cmap="gray" if kind == "amp" else "twilight", vmin=vmin,
                           vmax=vmax)
-            if i == 0:
-                ax.set_title(title, fontsize=8)
+            if i == 0 or "SSIM" in title:
+                ax.set_title(title, fontsize=7)
             if j == 0:
                 ax.set_ylabel(f"N={key[0]} g={key[1]}\n{key[2]}", fontsize=8)
     path = Path(path) if path is not None else paths.reconstructions_png

@@ -1,0 +1,77 @@
+"""The loss registry: values, dose normalisation, configuration and schedules."""
+
+import numpy as np
+import pytest
+
+from ptycho import model as model_lib
+from ptycho.config import ConfigError, TrainingConfig
+from ptycho.losses import LOSS_NAMES, LOSSES, get_loss
+
+
+def _counts(mean, shape=(2, 8, 8, 1), seed=0):
+    rng = np.random.default_rng(seed)
+    lam = rng.gamma(2.0, mean / 2.0, shape).astype(np.float32)
+    return lam, rng.poisson(lam).astype(np.float32)
+
+
+def test_every_loss_is_zero_at_a_perfect_fit_and_positive_elsewhere():
+    lam, y = _counts(50.0)
+    training = TrainingConfig(loss="weighted", nll_weight=1.0, mae_weight=0.5)
+    for name in LOSS_NAMES:
+        spec = LOSSES[name]
+        fn = spec.make(50.0, training)
+        target = y if spec.output == "intensity" else np.sqrt(y)
+        pred = lam if spec.output == "intensity" else np.sqrt(lam)
+        assert float(fn(target, target)) == pytest.approx(0.0, abs=1e-5), name
+        assert float(fn(target, pred)) > 0, name
+
+
+def test_nll_is_minimised_by_the_poisson_mean_and_sized_independently_of_dose():
+    fn = get_loss("nll").make
+    values = []
+    for mean in (1.0, 1e5):
+        lam, y = _counts(mean, shape=(4, 32, 32, 1), seed=1)
+        loss = fn(mean, TrainingConfig())
+        at_truth = float(loss(y, lam))
+        assert at_truth < float(loss(y, 1.3 * lam)) and at_truth < float(loss(y, 0.7 * lam))
+        values.append(float(loss(y, 2.0 * lam)) - at_truth)
+    # The excess of a factor-2 misfit over the truth is of the same size at 1 and 1e5 counts.
+    assert 0.2 < values[0] / values[1] < 5, values
+
+
+def test_unknown_loss_and_bad_schedules_are_config_errors():
+    with pytest.raises(KeyError, match="must be one of 'nll', 'mae'"):
+        get_loss("l2")
+    with pytest.raises(ConfigError, match="TrainingConfig.loss"):
+        TrainingConfig(loss="l2")
+    with pytest.raises(ConfigError, match="lr_schedule"):
+        TrainingConfig(lr_schedule="step")
+    with pytest.raises(ConfigError, match="warmup_epochs"):
+        TrainingConfig(nepochs=3, warmup_epochs=3)
+    assert TrainingConfig().with_loss("mae").loss == "mae"
+    assert (TrainingConfig().with_loss("mae").nll_weight, TrainingConfig().with_loss(
+        "mae").mae_weight) == (0.0, 1.0)
+
+
+def test_learning_rate_schedules():
+    assert model_lib.learning_rate(TrainingConfig(lr_schedule="constant")) == 1e-3
+    with pytest.raises(ValueError, match="steps_per_epoch"):
+        model_lib.learning_rate(TrainingConfig(lr_schedule="cosine"))
+    sched = model_lib.learning_rate(TrainingConfig(nepochs=10, lr_schedule="cosine",
+                                                   warmup_epochs=2), steps_per_epoch=5)
+    lrs = [float(sched(step)) for step in (0, 5, 10, 30, 50)]
+    assert lrs[0] < lrs[1] < lrs[2] == pytest.approx(1e-3)  # warm-up to the peak
+    assert lrs[2] > lrs[3] > lrs[4] == pytest.approx(1e-5, rel=1e-3)  # cosine to 1 %
+    flat = model_lib.learning_rate(TrainingConfig(nepochs=4, lr_schedule="constant",
+                                                  warmup_epochs=1), steps_per_epoch=5)
+    assert float(flat(0)) < float(flat(5)) == pytest.approx(1e-3) == float(flat(19))
+
+
+def test_legacy_weights_pick_the_loss():
+    from ptycho import params
+
+    cfg = {**params.cfg, "nll_weight": 0.0, "mae_weight": 1.0}
+    assert params.training_config_from_cfg(cfg).loss == "mae"
+    cfg = {**params.cfg, "nll_weight": 1.0, "mae_weight": 1.0}
+    assert params.training_config_from_cfg(cfg).loss == "weighted"
+    assert params.training_config_from_cfg().loss == "nll"
