@@ -37,7 +37,7 @@ _PANELS = (
     ("amp_frc50_px", None, "amplitude FRC50 resolution (pixels, lower is better)"),
     ("phase_plane_ssim", "phase_plane_ssim_baseline", "phase SSIM (plane removed)"),
     ("phase_plane_psnr", "phase_plane_psnr_baseline", "phase PSNR (dB, plane removed)"),
-    ("final_loss", None, "final training loss (per loss; not comparable across losses)"),
+    ("final_loss", None, "final training loss"),
 )
 _LINESTYLES = ("-", "--", ":", "-.")
 _ROWS = ["N", "gridsize", "loss"]
@@ -165,10 +165,23 @@ def _figure(width: float, height: float):
     return fig
 
 
+def _loss_axes(ax, losses) -> dict[str, Any]:
+    """One y axis per loss (the first two; more share the first), since the values of
+    different losses are not comparable: left for ``losses[0]``, right for ``losses[1]``."""
+    out = {loss: ax for loss in losses}
+    ax.set_ylabel(f"final training loss: {losses[0]} ({_LINESTYLES[0]})", fontsize="small")
+    if len(losses) > 1:
+        right = ax.twinx()
+        right.set_ylabel(f"{losses[1]} ({_LINESTYLES[1]}), own scale", fontsize="small")
+        out[losses[1]] = right
+    return out
+
+
 def plot_dose_response(df, path: str | Path) -> Path:
     """Quality against dose (log x) in six panels (:data:`_PANELS`): colour = N / gridsize,
-    line style = loss, mean over seeds with std error bars; a grey dashed line per panel is
-    the constant-image baseline (mean over the arms at that dose). One legend, outside."""
+    line style = loss, mean over seeds with std error bars; a dotted line of each colour is
+    that N / gridsize's constant-image baseline (it scores its own region). One legend,
+    outside."""
     ok, metrics = _ok_numeric(df)
     fig = _figure(15, 8)
     axes = fig.subplots(2, 3)
@@ -184,20 +197,21 @@ def plot_dose_response(df, path: str | Path) -> Path:
         if m not in metrics:
             ax.text(0.5, 0.5, f"no {m}", ha="center", va="center", transform=ax.transAxes)
             continue
-        if m == "final_loss":
-            ax.set_yscale("symlog", linthresh=1e-3)
         stats = ok.groupby(_ROWS + ["nphotons"])[m].agg(["mean", "std"]).reset_index()
         ax.set_xlim(stats["nphotons"].min() / 2, stats["nphotons"].max() * 2)
+        loss_axes = _loss_axes(ax, losses) if m == "final_loss" else {}
         for (n, g, loss), grp in stats.groupby(_ROWS):
             grp = grp.sort_values("nphotons")
-            h = ax.errorbar(grp["nphotons"], grp["mean"], yerr=grp["std"].fillna(0.0),
-                            marker="o", capsize=3, color=colours[(n, g)],
-                            linestyle=styles[loss])
+            h = loss_axes.get(loss, ax).errorbar(
+                grp["nphotons"], grp["mean"], yerr=grp["std"].fillna(0.0), marker="o",
+                capsize=3, color=colours[(n, g)], linestyle=styles[loss])
             handles.setdefault(f"N={n}, gridsize {g}, {loss}", h)
-        if base in metrics:
-            b = ok.groupby("nphotons")[base].mean().sort_index()
-            h = ax.plot(b.index, b.values, color="0.5", linestyle="--", linewidth=1)[0]
-            handles.setdefault("constant image (baseline)", h)
+        if base in metrics:  # per N / gridsize: each scores its own region
+            for (n, g), grp in ok.groupby(["N", "gridsize"]):
+                b = grp.groupby("nphotons")[base].mean().sort_index()
+                h = ax.plot(b.index, b.values, color=colours[(n, g)], linestyle=":",
+                            linewidth=1.5, alpha=0.8)[0]
+                handles.setdefault("constant image (baseline), dotted, per colour", h)
         ax.grid(True, which="both", alpha=0.3)
     if handles:
         fig.legend(list(handles.values()), list(handles), loc="outside right upper",
