@@ -17,8 +17,9 @@ def test_ragged_training_and_repeated_prediction(gridsize, use_xla):
     model_cfg = ModelConfig(N=16, gridsize=gridsize, n_filters_scale=1, offset=2,
                             use_xla=use_xla)
     train, test = simulate_unit(model_cfg, 1e6,
-                                SimulationConfig(object_size=64, n_train=20, n_test=9))
-    # 20 samples in batches of 8: the last batch holds 4.
+                                SimulationConfig(object_size=64, n_train=20, n_test=9,
+                                                 scan="random"))
+    # 20 samples (a random scan keeps the count) in batches of 8: the last batch holds 4.
     result = train_pinn.train(train, training=TrainingConfig(nphotons=1e6, nepochs=2,
                                                              batch_size=8),
                               model_config=model_cfg)
