@@ -105,7 +105,10 @@ def summary(df: pd.DataFrame, target: float) -> pd.DataFrame:
                     **{c: round(float(last[c]), 3) for c in COLUMNS},
                     f"min_to_{target}": round(float(hit["train_min"].iloc[0]), 1)
                     if len(hit) else "-"})
-    return pd.DataFrame(out)
+    table = pd.DataFrame(out)
+    if len(table):
+        table["nphotons"] = [f"{p:.0e}" for p in table["nphotons"]]
+    return table
 
 
 def main() -> None:
