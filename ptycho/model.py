@@ -241,6 +241,8 @@ def learning_rate(training: TrainingConfig, steps_per_epoch: int | None = None):
     if not steps_per_epoch or steps_per_epoch < 1:
         raise ValueError(f"lr_schedule={training.lr_schedule!r} with warmup_epochs="
                          f"{training.warmup_epochs} needs steps_per_epoch >= 1")
+    if training.lr_schedule == "constant" and not training.warmup_epochs:
+        return training.learning_rate
     warmup = training.warmup_epochs * steps_per_epoch
     total = training.nepochs * steps_per_epoch
     if training.lr_schedule == "cosine":
@@ -257,7 +259,8 @@ def compile_model(autoencoder: keras.Model, training: TrainingConfig,
     """(Re)compile ``autoencoder`` with a fresh Adam optimiser, the data loss
     ``training.loss`` from :data:`ptycho.losses.LOSSES` on its output, and the total-variation
     penalty (``realspace_weight``). ``jit_compile`` defaults to the model's ``use_xla``;
-    ``steps_per_epoch`` is needed by learning-rate schedules (:func:`learning_rate`)."""
+    ``steps_per_epoch`` lays out learning-rate schedules (:func:`learning_rate`); without it a
+    schedule falls back to the constant ``learning_rate`` with a ``UserWarning``."""
     model_cfg: ModelConfig | None = getattr(autoencoder, "ptycho_config", None)
     if jit_compile is None:
         jit_compile = bool(model_cfg.use_xla) if model_cfg is not None else False
@@ -268,7 +271,17 @@ def compile_model(autoencoder: keras.Model, training: TrainingConfig,
     losses = [None] + [fn if data_loss.output == out else None for out in OUTPUTS]
     weights = [0.0] + [1.0 if data_loss.output == out else 0.0 for out in OUTPUTS]
     autoencoder.get_layer("object").weight.assign(training.realspace_weight)
-    autoencoder.compile(optimizer=keras.optimizers.Adam(learning_rate(training, steps_per_epoch)),
+    if steps_per_epoch is None and (training.lr_schedule != "constant" or
+                                    training.warmup_epochs):
+        # Compiled for the caller's own fit: the number of steps is unknown, so the schedule
+        # cannot be laid out; train() always passes it.
+        warnings.warn(f"compile_model: lr_schedule={training.lr_schedule!r} needs "
+                      "steps_per_epoch; using the constant learning_rate "
+                      f"{training.learning_rate}", UserWarning, stacklevel=2)
+        training_lr = training.learning_rate
+    else:
+        training_lr = learning_rate(training, steps_per_epoch)
+    autoencoder.compile(optimizer=keras.optimizers.Adam(training_lr),
                         loss=losses, loss_weights=weights, jit_compile=bool(jit_compile))
     autoencoder.ptycho_training = training
     return autoencoder

@@ -75,3 +75,15 @@ def test_legacy_weights_pick_the_loss():
     cfg = {**params.cfg, "nll_weight": 1.0, "mae_weight": 1.0}
     assert params.training_config_from_cfg(cfg).loss == "weighted"
     assert params.training_config_from_cfg().loss == "nll"
+
+
+def test_compile_without_steps_falls_back_to_the_constant_rate_with_a_warning():
+    from ptycho.config import ModelConfig
+
+    ae = model_lib.build_models(ModelConfig(N=16, n_filters_scale=1)).autoencoder
+    with pytest.warns(UserWarning, match="steps_per_epoch"):
+        model_lib.compile_model(ae, TrainingConfig(lr_schedule="cosine"))
+    assert float(ae.optimizer.learning_rate) == pytest.approx(1e-3)
+    model_lib.compile_model(ae, TrainingConfig(lr_schedule="cosine", nepochs=2),
+                            steps_per_epoch=3)
+    assert float(ae.optimizer.learning_rate) == pytest.approx(1e-3)  # step 0 of the cosine
