@@ -50,7 +50,8 @@ def measure(N, gridsize, use_xla, samples, epochs, repeats, batch, filters):
     X = (rng.random((samples, N, N, C)) * 100).astype(np.float32)
     pos = rng.uniform(-3, 3, (samples, 1, 2, C)).astype(np.float32)
     models = model_lib.build_models(cfg, intensity_scale=100.0)
-    model_lib.compile_model(models.autoencoder, TrainingConfig(nepochs=1, batch_size=batch))
+    model_lib.compile_model(models.autoencoder, TrainingConfig(nepochs=1, batch_size=batch),
+                            steps_per_epoch=-(-samples // batch))
     y = [np.zeros((samples, 1), np.float32), X, X**2]
     bare = bare_unet(cfg, use_xla)
     half = N // 2 if cfg.pad_object else N
