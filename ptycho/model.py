@@ -232,17 +232,20 @@ def create_model_with_gridsize(gridsize: int, N: int, **overrides):
         _restore_cfg(snapshot)
 
 
+def _needs_steps(training: TrainingConfig) -> bool:
+    """Whether the learning rate is a schedule laid out over the training steps."""
+    return training.lr_schedule != "constant" or bool(training.warmup_epochs)
+
+
 def learning_rate(training: TrainingConfig, steps_per_epoch: int | None = None):
     """Adam's learning rate for ``training``: the float ``learning_rate`` (``"constant"``, no
     warm-up) or a Keras schedule over ``nepochs * steps_per_epoch`` steps (``"cosine"``: decay
     to 1 %; ``warmup_epochs``: linear ramp from 0 first)."""
-    if training.lr_schedule == "constant" and not training.warmup_epochs:
+    if not _needs_steps(training):
         return training.learning_rate
     if not steps_per_epoch or steps_per_epoch < 1:
         raise ValueError(f"lr_schedule={training.lr_schedule!r} with warmup_epochs="
                          f"{training.warmup_epochs} needs steps_per_epoch >= 1")
-    if training.lr_schedule == "constant" and not training.warmup_epochs:
-        return training.learning_rate
     warmup = training.warmup_epochs * steps_per_epoch
     total = training.nepochs * steps_per_epoch
     if training.lr_schedule == "cosine":
@@ -271,8 +274,7 @@ def compile_model(autoencoder: keras.Model, training: TrainingConfig,
     losses = [None] + [fn if data_loss.output == out else None for out in OUTPUTS]
     weights = [0.0] + [1.0 if data_loss.output == out else 0.0 for out in OUTPUTS]
     autoencoder.get_layer("object").weight.assign(training.realspace_weight)
-    if steps_per_epoch is None and (training.lr_schedule != "constant" or
-                                    training.warmup_epochs):
+    if steps_per_epoch is None and _needs_steps(training):
         # Compiled for the caller's own fit: the number of steps is unknown, so the schedule
         # cannot be laid out; train() always passes it.
         warnings.warn(f"compile_model: lr_schedule={training.lr_schedule!r} needs "
