@@ -15,6 +15,12 @@ Limits: a name created dynamically (``globals()[...] = ...``, ``from x import *`
 accepted when they can be found; whether the bound object is callable is checked only at run
 time by the worker (a top-level ``def``/``class`` is callable by construction; a name bound
 to a literal such as ``run = 5`` or ``run = [...]`` is rejected).
+
+A task must be a function taking one argument, the unit (``def run_unit(unit): ...``). A
+function of a module built into the interpreter (``builtins:exec``) is refused by the static
+check; the worker (:func:`import_task`) also refuses a built-in or C-level callable (``math:sqrt``)
+and a callable that cannot be called with one positional argument, saying so, rather than letting
+the call fail with the callee's own confusing error.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from __future__ import annotations
 import ast
 import importlib
 import importlib.machinery
+import inspect
 import logging
 import os
 import re
@@ -32,6 +39,10 @@ from pathlib import Path
 __all__ = ["parse_task", "check_task", "import_task", "worker_search_path", "project_root"]
 
 log = logging.getLogger(__name__)
+
+#: What every refusal of a non-task callable says.
+TASK_CONTRACT = ("a task must be a function taking a unit (def run_unit(unit): ... returning or "
+                 "yielding one dict per arm), defined at the top level of a Python module")
 
 _DOTTED = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
 _NAME = re.compile(r"^[A-Za-z_]\w*$")
@@ -120,6 +131,9 @@ def check_task(ref: object, search: Sequence[str] | None = None) -> str | None:
         module, func = parse_task(ref)
     except ValueError as exc:
         return str(exc)
+    if module.split(".")[0] in sys.builtin_module_names:
+        return (f"{ref!r} is not a task: module {module!r} is built into the interpreter; "
+                f"{TASK_CONTRACT}")
     search = list(search) if search is not None else worker_search_path()
     try:
         spec = _find_spec(module, search)
@@ -160,5 +174,25 @@ def import_task(ref: str) -> Callable:
     except AttributeError:
         raise ImportError(f"module {module!r} has no attribute {func!r}") from None
     if not callable(obj):
-        raise TypeError(f"task {ref!r} is not callable (it is a {type(obj).__name__})")
+        raise TypeError(f"task {ref!r} is not callable (it is a {type(obj).__name__}); "
+                        f"{TASK_CONTRACT}")
+    problem = _not_a_task(obj)
+    if problem:
+        raise TypeError(f"task {ref!r} is {problem}; {TASK_CONTRACT}")
     return obj
+
+
+def _not_a_task(obj: object) -> str | None:
+    """Why the callable ``obj`` cannot be a task, or None."""
+    if inspect.isbuiltin(obj) or inspect.ismethoddescriptor(obj) or type(obj).__name__ in (
+            "method-wrapper", "wrapper_descriptor"):
+        return f"the built-in function {getattr(obj, '__qualname__', obj)!s}, not a task"
+    try:
+        sig = inspect.signature(obj)
+    except (TypeError, ValueError):  # no signature to check: let the call tell
+        return None
+    try:
+        sig.bind(None)
+    except TypeError:
+        return f"a callable with signature {sig}, which cannot take a single unit"
+    return None
