@@ -51,11 +51,20 @@ LOSS_PRESETS: dict[str, dict] = {name: {"loss": name, **_LEGACY_WEIGHTS.get(name
 
 
 class ConfigError(ValueError):
-    """An invalid configuration value; the message names the field and what is allowed."""
+    """An invalid configuration value; the message names the field and what is allowed.
+
+    The parts are also data: ``owner`` (the class name, e.g. ``"ModelConfig"``), ``field``,
+    ``value`` and ``allowed`` (what would be accepted); None when not about one field."""
+
+    def __init__(self, message: str, *, owner: str | None = None, field: str | None = None,
+                 value: Any = None, allowed: str | None = None):
+        super().__init__(message)
+        self.owner, self.field, self.value, self.allowed = owner, field, value, allowed
 
 
 def _fail(owner: str, name: str, value: Any, allowed: str) -> None:
-    raise ConfigError(f"{owner}.{name} = {value!r} is invalid: {allowed}")
+    raise ConfigError(f"{owner}.{name} = {value!r} is invalid: {allowed}", owner=owner,
+                      field=name, value=value, allowed=allowed)
 
 
 def _check_int(owner, name, value, lo=None, hi=None):
@@ -213,9 +222,19 @@ class TrainingConfig(_ConfigBase):
     warmup_epochs: int = 0
     seed: int = 0
 
+    @classmethod
+    def check_nphotons(cls, value: Any) -> None:
+        """Raise :class:`ConfigError` unless ``value`` is a valid dose (finite, > 0)."""
+        _check_float(cls.__name__, "nphotons", value, 0.0, lo_open=True)
+
+    @classmethod
+    def check_seed(cls, value: Any) -> None:
+        """Raise :class:`ConfigError` unless ``value`` is a valid seed (integer >= 0)."""
+        _check_int(cls.__name__, "seed", value, 0)
+
     def __post_init__(self):
         o = type(self).__name__
-        _check_float(o, "nphotons", self.nphotons, 0.0, lo_open=True)
+        self.check_nphotons(self.nphotons)
         _check_int(o, "nepochs", self.nepochs, 1)
         _check_int(o, "batch_size", self.batch_size, 1)
         for name in ("nll_weight", "mae_weight", "realspace_weight"):
@@ -230,7 +249,7 @@ class TrainingConfig(_ConfigBase):
         if self.warmup_epochs and self.warmup_epochs >= self.nepochs:
             _fail(o, "warmup_epochs", self.warmup_epochs,
                   f"must be smaller than nepochs ({self.nepochs})")
-        _check_int(o, "seed", self.seed, 0)
+        self.check_seed(self.seed)
 
     def with_loss(self, loss: str) -> TrainingConfig:
         """A copy training with the named loss (:data:`LOSS_PRESETS`)."""

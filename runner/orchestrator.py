@@ -20,24 +20,26 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import logging
+import os
 import signal
 import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .executors import AttemptJob, AttemptResult, Executor, get_executor
+from .outdir import check_output_dir
 from .paths import OutputPaths
 from .report import summary_text
 from .store import atomic_write_json, atomic_write_text, consolidate, read_record, read_records
-from .sweep import Sweep, SweepError, UnitPlan, check_output_dir, load_sweep
+from .sweep import Problem, Sweep, SweepError, UnitPlan, load_sweep
 from .unit import Arm
 
-__all__ = ["run_sweep", "plan_run", "RunPlan", "DEFAULT_ROOT"]
+__all__ = ["run_sweep", "plan_run", "resolve_out", "RunPlan", "DEFAULT_ROOT", "TableError"]
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +50,11 @@ DEFAULT_ROOT = Path("results")
 # -- planning --------------------------------------------------------------------------------
 @dataclass
 class RunPlan:
-    """What a run would do: every unit, and per unit the arms to run (the rest are skipped)."""
+    """What a run would do: every unit, and per unit the arms to run (the rest are skipped).
+
+    ``sweep`` is what was asked for; ``recorded`` is what the output directory's
+    ``sweep.toml`` will hold (the union with the sweeps run there before, see
+    :mod:`runner.outdir`)."""
 
     sweep: Sweep
     paths: OutputPaths
@@ -56,6 +62,7 @@ class RunPlan:
     todo: dict[str, list[Arm]]
     existing: dict[str, dict[str, Any]]
     force: bool = False
+    recorded: Sweep | None = None
 
     @property
     def n_arms(self) -> int:
@@ -78,14 +85,17 @@ class RunPlan:
                              "previous_status": self.existing.get(a.arm_id, {}).get("status")})
         return pd.DataFrame(rows)
 
-    def describe(self) -> str:
-        """Human-readable plan."""
+    def describe(self, max_units: int = 50) -> str:
+        """Human-readable plan (the first ``max_units`` units, then a count of the rest)."""
         s = self.sweep
+        grew = self.recorded is not None and self.recorded.n_arms > s.n_arms
         lines = [
             f"sweep {s.name!r} from {s.source}: task {s.task}",
             f"  {len(self.units)} unit(s) x {len(s.loss) * len(s.seed)} arm(s) "
             f"(loss {list(s.loss)} x seed {list(s.seed)}) = {self.n_arms} arm(s)",
-            f"  output: {self.paths.root}" + ("" if self.paths.root.exists() else " (new)"),
+            f"  output: {self.paths.root}" + ("" if self.paths.root.exists() else " (new)")
+            + (f" (holds a larger sweep of {self.recorded.n_arms} arm(s); its other rows are "
+               f"kept)" if grew else ""),
             f"  to run: {self.n_run} arm(s) in {len(self.todo)} unit(s); skipped (already ok): "
             f"{self.n_arms - self.n_run}" + (" [--force]" if self.force else ""),
             f"  timeout {s.timeout_s:g} s per unit; a crashed unit is retried "
@@ -93,7 +103,7 @@ class RunPlan:
             "",
             f"  {'unit_id':<32} {'N':>4} {'gs':>3} {'nphotons':>9}  arms",
         ]
-        for u in self.units:
+        for u in self.units[:max_units]:
             run = self.todo.get(u.unit_id, [])
             parts = []
             for a in u.arms:
@@ -103,21 +113,26 @@ class RunPlan:
                              + (f"(was {prev})" if prev else ""))
             lines.append(f"  {u.unit_id:<32} {u.N:>4} {u.gridsize:>3} {u.nphotons:>9.3g}  "
                          + ", ".join(parts))
+        if len(self.units) > max_units:
+            lines.append(f"  ... and {len(self.units) - max_units} more unit(s)")
         return "\n".join(lines)
 
 
-def _default_out(sweep: Sweep) -> Path:
-    return DEFAULT_ROOT / sweep.name
+def resolve_out(sweep: Sweep, out_dir: str | Path | None) -> Path:
+    """The absolute output directory: ``out_dir``, or ``results/<sweep name>`` under the
+    current directory. Absolute from the start, so a task that changes directory cannot
+    send records elsewhere."""
+    out = Path(out_dir) if out_dir is not None else DEFAULT_ROOT / sweep.name
+    return Path(os.path.abspath(out.expanduser()))
 
 
 def plan_run(sweep: str | Path | Mapping[str, Any] | Sweep, out_dir: str | Path | None = None,
-             force: bool = False) -> RunPlan:
-    """Validate ``sweep`` and its output directory and plan the run (reads, never writes).
-    Raises :class:`SweepError`."""
-    sw = load_sweep(sweep)
-    out = Path(out_dir) if out_dir is not None else _default_out(sw)
-    check_output_dir(sw, out)
-    paths = OutputPaths(out)
+             force: bool = False, overrides: Sequence[str] = ()) -> RunPlan:
+    """Validate ``sweep`` (with ``overrides``) and its output directory and plan the run
+    (reads, never writes). Raises :class:`SweepError`."""
+    sw = load_sweep(sweep, overrides=overrides)
+    paths = OutputPaths(resolve_out(sw, out_dir))
+    recorded = check_output_dir(sw, paths.root)
     existing = read_records(paths)
     units = sw.plan()
     todo = {}
@@ -126,24 +141,39 @@ def plan_run(sweep: str | Path | Mapping[str, Any] | Sweep, out_dir: str | Path 
                 if force or existing.get(a.arm_id, {}).get("status") != "ok"]
         if arms:
             todo[u.unit_id] = arms
-    return RunPlan(sw, paths, units, todo, existing, force)
+    return RunPlan(sw, paths, units, todo, existing, force, recorded)
 
 
 # -- running ---------------------------------------------------------------------------------
 @contextlib.contextmanager
 def _output_lock(paths: OutputPaths) -> Iterator[None]:
-    """Hold an exclusive flock on ``<out>/.lock`` (released by the kernel if we die)."""
-    fh = open(paths.lock, "a")
+    """Hold an exclusive flock on the output directory itself (released by the kernel if we
+    die). Locking the directory, not a file in it, means deleting a file cannot defeat it;
+    where a file system cannot lock directories, ``<out>/.lock`` is locked instead."""
+    try:
+        fd = os.open(paths.root, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError as exc:
+        raise SweepError(str(paths.root), [Problem("--out", f"cannot open the output "
+                                                   f"directory: {exc.strerror}")]) from None
     try:
         try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise SweepError(str(paths.root), [
                 "another ptycho-sweep run is writing to this output directory; wait for it "
                 "or pick another --out"]) from None
+        except OSError:  # no directory locks here (e.g. some network file systems)
+            os.close(fd)
+            fd = os.open(paths.lock, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise SweepError(str(paths.root), [
+                    "another ptycho-sweep run is writing to this output directory; wait for "
+                    "it or pick another --out"]) from None
         yield
     finally:
-        fh.close()
+        os.close(fd)
 
 
 @contextlib.contextmanager
@@ -297,14 +327,22 @@ def _consolidate(paths: OutputPaths, records: Mapping[str, Mapping[str, Any]] | 
         return None
 
 
+class TableError(RuntimeError):
+    """The results table could not be written (the records on disk are kept)."""
+
+
 def run_sweep(sweep: str | Path | Mapping[str, Any] | Sweep, out_dir: str | Path | None = None,
               n_jobs: int | None = None, backend: str = "local", force: bool = False,
-              dry_run: bool = False, progress: bool = True, **backend_options: Any):
+              dry_run: bool = False, progress: bool = True, overrides: Sequence[str] = (),
+              **backend_options: Any):
     """Run a sweep; return its results table (one row per recorded arm).
 
     Args:
         sweep: path of a TOML sweep file, an equivalent dict, or a :class:`Sweep`.
-        out_dir: output directory (default ``results/<sweep name>``).
+        out_dir: output directory (default ``results/<sweep name>`` under the current
+            directory); made absolute before anything runs. It may hold the same sweep
+            (resume) or one with the same settings and another grid or arms (a study grows
+            in place: only the new arms run, every old row is kept).
         n_jobs: units run concurrently (each in its own worker process); None: the
             backend's default (1 locally; for ``"dask"`` the size of the cluster).
         backend: executor name (``"local"``, ``"inprocess"``, ``"dask"``... see
@@ -315,27 +353,46 @@ def run_sweep(sweep: str | Path | Mapping[str, Any] | Sweep, out_dir: str | Path
         dry_run: validate and plan only; log the plan and return it as a table (columns
             ``action`` and ``previous_status``) without writing or starting anything.
         progress: show a progress bar (only when stderr is a terminal).
+        overrides: ``"section.key=value"`` settings applied over the file's (see
+            :func:`runner.sweep.apply_overrides`); recorded in the copied ``sweep.toml``.
 
     Raises:
-        SweepError: invalid sweep or output directory (nothing written).
+        SweepError: invalid sweep or output directory (nothing run).
         BackendError: unknown or unavailable backend, bad backend options, or a cluster
-            that cannot be reached (nothing written).
+            that cannot be reached (nothing run).
+        TableError: the arms ran but the results table could not be written.
         KeyboardInterrupt: interrupted; running workers were killed, finished arms kept.
     """
-    plan = plan_run(sweep, out_dir, force)
+    sw = load_sweep(sweep, overrides=overrides)
+    out = resolve_out(sw, out_dir)
     if dry_run:
+        plan = plan_run(sw, out, force)
         log.info("dry run, nothing written:\n%s", plan.describe())
         return plan.frame()
-    executor = get_executor(backend, n_jobs=n_jobs, **backend_options)
-    paths, sw = plan.paths, plan.sweep
-    with executor:  # started (e.g. connected to a cluster) before anything is written
-        paths.root.mkdir(parents=True, exist_ok=True)
-        with _output_lock(paths):
-            df = _run_locked(plan, executor, progress)
+    executor = get_executor(backend, n_jobs=n_jobs, **backend_options)  # validates options
+    created = not out.exists()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SweepError(sw.source, [Problem("--out", f"--out {out}: cannot create the output "
+                                                      f"directory: {exc.strerror or exc}")]) \
+            from None
+    paths = OutputPaths(out)
+    try:
+        with _output_lock(paths):  # lock first, then check: two starts cannot both pass
+            plan = plan_run(sw, out, force)
+            with executor:  # started (e.g. connected to a cluster) before anything is written
+                df = _run_locked(plan, executor, progress)
+    except BaseException:
+        if created and not any(p.name != paths.lock.name for p in out.iterdir()):
+            with contextlib.suppress(OSError):
+                paths.lock.unlink(missing_ok=True)
+                out.rmdir()
+        raise
     if df is None:
-        from .store import load_results
-
-        df = load_results(paths.root)
+        raise TableError(f"could not write the results table {paths.metrics_parquet} (see the "
+                         f"log above); the arms' records are kept in {paths.root}: fix the "
+                         f"cause and run again to rebuild it")
     log.info("sweep %s finished:\n%s", sw.name, summary_text(df))
     return df
 
@@ -344,7 +401,7 @@ def _run_locked(plan: RunPlan, executor: Executor, progress: bool):
     """The run proper, with the executor started and the output directory locked; returns
     the consolidated table (None if it could not be written)."""
     paths, sw = plan.paths, plan.sweep
-    text = sw.to_toml()
+    text = (plan.recorded or sw).to_toml()
     if not paths.sweep_toml.is_file() or paths.sweep_toml.read_text("utf-8") != text:
         atomic_write_text(paths.sweep_toml, text)
     records = dict(plan.existing)

@@ -1,4 +1,4 @@
-"""Sweep files: load, validate everything up front, and expand into units and arms.
+"""Sweep files: read, apply command-line overrides, and validate everything up front.
 
 A sweep file (TOML, or the equivalent dict) has the sections::
 
@@ -7,25 +7,25 @@ A sweep file (TOML, or the equivalent dict) has the sections::
     [arms]        loss (keys of ptycho.config.LOSS_PRESETS), seed (ints >= 0): arms of a unit
     [model]       ModelConfig fields except N, gridsize        (optional)
     [simulation]  SimulationConfig fields                      (optional)
-    [training]    TrainingConfig fields except nphotons, seed, nll_weight, mae_weight (optional)
+    [training]    TrainingConfig fields except nphotons, seed and the loss (optional)
 
 :func:`load_sweep` validates all of it before anything runs -- unknown sections and keys, types,
-duplicates, every (N, gridsize, nphotons, loss, seed) combination through the ``ptycho.config``
-dataclasses and ``SimulationConfig.check_compatible``, and the task reference (statically, see
-:mod:`runner.taskref`) -- and raises one :class:`SweepError` listing every problem found.
+integers beyond 64 bits, duplicates, every (N, gridsize) through ``ModelConfig`` and
+``SimulationConfig.check_compatible``, the training settings with every loss, every dose and
+seed, and the task reference (statically, see :mod:`runner.taskref`) -- and raises one
+:class:`SweepError` listing every problem found, each a :class:`Problem` (key, value, what is
+allowed) as data. Validation is linear in the size of the grid.
 
-Ids: an arm's id is the first 12 hex digits of the SHA-256 of the canonical JSON of its fully
-resolved configuration (task, N, gridsize, nphotons, loss, seed and the full model, simulation
-and per-arm training dicts); a unit's id is a readable slug plus 8 hex digits of the hash of the
-configuration its arms share, e.g. ``N64_g2_p1e+04_3f2a9c1b``. The same file always gives the
-same ids; changing any setting that reaches the task changes them.
+Overrides (``ptycho-sweep run FILE training.nepochs=5 grid.N=[32]``) are dotted keys with TOML
+values, applied to the file's content before validation; see :func:`apply_overrides`.
+
+The validated :class:`~runner.plan.Sweep` and its expansion into units and arms live in
+:mod:`runner.plan`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import math
 import re
 import tomllib
@@ -42,52 +42,149 @@ from ptycho.config import (
     TrainingConfig,
 )
 
-from .paths import OutputPaths
+from .plan import SET_ELSEWHERE, Sweep, UnitPlan, canonical_json, dumps_toml, short_hash
 from .taskref import check_task, parse_task
-from .unit import Arm, Unit
 
-__all__ = ["SweepError", "Sweep", "UnitPlan", "load_sweep", "check_output_dir",
-           "DEFAULT_TASK", "canonical_json", "short_hash"]
+__all__ = ["SweepError", "Problem", "Sweep", "UnitPlan", "load_sweep", "apply_overrides",
+           "check_output_dir", "DEFAULT_TASK", "canonical_json", "short_hash", "dumps_toml"]
 
 DEFAULT_TASK = "experiments.dose_response:run_unit"
 SECTIONS = ("sweep", "grid", "arms", "model", "simulation", "training")
 _SWEEP_KEYS = ("name", "task", "timeout_s", "retries")
 _GRID_KEYS = ("N", "gridsize", "nphotons")
 _ARM_KEYS = ("loss", "seed")
-#: Keys the grid/arms set, with where they are set from.
-_SET_ELSEWHERE = {
-    "model": {"N": "grid.N", "gridsize": "grid.gridsize"},
-    "training": {"nphotons": "grid.nphotons", "seed": "arms.seed",
-                 "nll_weight": "arms.loss", "mae_weight": "arms.loss"},
-    "simulation": {},
-}
 _CONFIG_CLASSES = {"model": ModelConfig, "simulation": SimulationConfig,
                    "training": TrainingConfig}
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+_BARE_WORD = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:/-]*$")
+_INT64 = 2**63
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One problem of a sweep: the key (``grid.N``; ``""`` for the whole file), the full
+    sentence shown to users, and when it is about one value, the value and what is allowed."""
+
+    key: str
+    text: str
+    value: Any = None
+    allowed: str | None = None
+
+    @classmethod
+    def invalid(cls, key: str, value: Any, allowed: str) -> Problem:
+        return cls(key, f"{key} = {value!r} is invalid: {allowed}", value, allowed)
+
+    def __str__(self) -> str:
+        return self.text
 
 
 class SweepError(ValueError):
-    """An invalid sweep (or output directory). ``errors`` lists every problem; the message
-    names the source, the key (e.g. ``grid.N``) and what is allowed."""
+    """An invalid sweep (or output directory). ``problems`` lists every problem (de-duplicated,
+    in order) as :class:`Problem`; ``errors`` as text. The message has one line per problem,
+    each naming the source, the key and what is allowed."""
 
-    def __init__(self, source: str, errors: Sequence[str]):
+    def __init__(self, source: str, errors: Sequence[str | Problem]):
         self.source = source
-        self.errors = list(dict.fromkeys(errors))  # de-duplicated, order kept
-        lines = [f"{source}: {e}" for e in self.errors]
-        super().__init__("\n".join(lines) if len(lines) != 1 else lines[0])
+        probs = [e if isinstance(e, Problem) else Problem("", str(e)) for e in errors]
+        self.problems = list({p.text: p for p in probs}.values())
+        self.errors = [p.text for p in self.problems]
+        super().__init__("\n".join(f"{source}: {e}" for e in self.errors))
 
 
-# -- helpers ---------------------------------------------------------------------------------
-def canonical_json(obj: Any) -> str:
-    """Canonical JSON used for ids: sorted keys, no spaces, finite numbers only."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), allow_nan=False)
+# -- reading ---------------------------------------------------------------------------------
+def _read_toml(path: Path) -> tuple[dict, str]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise SweepError(str(path), [f"is not UTF-8 text (byte {exc.start}): save the sweep "
+                                     f"file as UTF-8"]) from None
+    except OSError as exc:
+        raise SweepError(str(path), [f"cannot read the sweep file: {exc.strerror or exc}"]) \
+            from None
+    return _parse_toml(text, str(path)), text
 
 
-def short_hash(obj: Any, n: int = 12) -> str:
-    """First ``n`` hex digits of the SHA-256 of ``canonical_json(obj)``."""
-    return hashlib.sha256(canonical_json(obj).encode()).hexdigest()[:n]
+def _parse_toml(text: str, source: str) -> dict:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise SweepError(source, [f"not valid TOML: {exc}"]) from None
+    except RecursionError:
+        raise SweepError(source, ["not a sweep file: its values are nested too deeply"]) \
+            from None
 
 
+def apply_overrides(raw: Mapping[str, Any], overrides: Sequence[str],
+                    source: str = "command line") -> dict[str, Any]:
+    """``raw`` with ``section.key=value`` overrides applied (a new dict; ``raw`` is untouched).
+
+    ``value`` is a TOML value (``5``, ``1e-3``, ``[32, 64]``, ``"mae"``, ``true``); a bare word
+    (``constant``, ``experiments.dose_response:run_unit``) is taken as a string. Raises
+    :class:`SweepError` for a malformed override (the sections and keys themselves are checked
+    by :func:`load_sweep` like those of the file)."""
+    out = {k: dict(v) if isinstance(v, Mapping) else v for k, v in raw.items()}
+    problems = []
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        section, dot, name = key.partition(".")
+        if not sep or not dot or not section or not name or "." in name:
+            problems.append(Problem(key, f"override {item!r} is invalid: must be "
+                                         f"section.key=value, e.g. training.nepochs=5"))
+            continue
+        try:
+            parsed = _parse_toml(f"v = {value}", source)["v"]
+        except SweepError:
+            if not _BARE_WORD.match(value.strip()):
+                problems.append(Problem(key, f"override {item!r} is invalid: {value!r} is not "
+                                             f"a TOML value (quote strings: {key}=\"...\")"))
+                continue
+            parsed = value.strip()
+        target = out.setdefault(section, {})
+        if not isinstance(target, dict):
+            problems.append(Problem(key, f"override {item!r} is invalid: [{section}] is not a "
+                                         f"table"))
+            continue
+        target[name] = parsed
+    if problems:
+        raise SweepError(source, problems)
+    return out
+
+
+def load_sweep(sweep: str | Path | Mapping[str, Any] | Sweep, *, check_task: bool = True,
+               overrides: Sequence[str] = ()) -> Sweep:
+    """Load and validate a sweep from a TOML path, a dict, or return a :class:`Sweep` as is.
+
+    ``overrides`` (``"training.nepochs=5"``...) are applied before validation; the sweep's
+    text (what is copied to the output directory) then records them. Raises
+    :class:`SweepError` listing every problem (file, key and what is allowed).
+    ``check_task=False`` skips the static check of the task reference.
+    """
+    if isinstance(sweep, Sweep):
+        if overrides:
+            return load_sweep(sweep.to_dict(), check_task=check_task, overrides=overrides)
+        return sweep
+    if isinstance(sweep, Mapping):
+        raw, text, source = sweep, None, "<dict>"
+    else:
+        source = str(sweep)
+        raw, text = _read_toml(Path(sweep))
+    if overrides:
+        raw = apply_overrides(raw, overrides)
+        text = None
+    sw = _validate(raw, source, check_task, text=text)
+    if overrides:
+        header = (f"# {source} with command-line overrides: {' '.join(overrides)}\n"
+                  if source != "<dict>" else "")
+        sw = _replace_text(sw, header + dumps_toml(sw.to_dict()))
+    return sw
+
+
+def _replace_text(sw: Sweep, text: str | None) -> Sweep:
+    return dataclasses.replace(sw, text=text)
+
+
+# -- validation ------------------------------------------------------------------------------
 def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
@@ -96,215 +193,114 @@ def _is_number(v: Any) -> bool:
     return (_is_int(v) or isinstance(v, float)) and math.isfinite(v)
 
 
-def _float_fields(cls) -> set[str]:
-    return {f.name for f in fields(cls) if f.type in ("float", float)}
-
-
 def _normalise(cls, values: Mapping[str, Any]) -> dict[str, Any]:
     """Ints given for float fields become floats (so 1 and 1.0 give the same ids)."""
-    floats = _float_fields(cls)
+    floats = {f.name for f in fields(cls) if f.type in ("float", float)}
     return {k: float(v) if k in floats and _is_int(v) else v for k, v in values.items()}
 
 
-_CFG_MSG = re.compile(r"^(ModelConfig|TrainingConfig|SimulationConfig)\.(\w+)")
-_CFG_SECTION = {"ModelConfig": "model", "TrainingConfig": "training",
-                "SimulationConfig": "simulation"}
+def _config_problem(exc: ConfigError, section: str) -> Problem:
+    """A config dataclass's error as a problem of the sweep-file key that set the field."""
+    if exc.field is None:
+        return Problem(section, f"[{section}]: {exc}")
+    sec = {"ModelConfig": "model", "TrainingConfig": "training",
+           "SimulationConfig": "simulation"}.get(exc.owner or "", section)
+    key = SET_ELSEWHERE[sec].get(exc.field) or f"{sec}.{exc.field}"
+    return Problem.invalid(key, exc.value, exc.allowed or "")
 
 
-def _sweep_key(msg: str) -> str:
-    """Rewrite a ConfigError message to name the sweep-file key (``grid.N``, ``model.offset``)."""
-    m = _CFG_MSG.match(msg)
-    if not m:
-        return msg
-    section = _CFG_SECTION[m.group(1)]
-    key = _SET_ELSEWHERE[section].get(m.group(2)) or f"{section}.{m.group(2)}"
-    return key + msg[m.end():]
+def _huge_ints(raw: Mapping[str, Any]) -> list[Problem]:
+    """Integers that do not fit in 64 bits anywhere in the file (iterative walk)."""
+    out, stack = [], [(str(k), v) for k, v in raw.items()]
+    while stack:
+        key, v = stack.pop()
+        if isinstance(v, Mapping):
+            stack.extend((f"{key}.{k}", x) for k, x in v.items())
+        elif isinstance(v, (list, tuple)):
+            stack.extend((key, x) for x in v)
+        elif _is_int(v) and not -_INT64 <= v < _INT64:
+            out.append(Problem.invalid(key, v, "integers must fit in 64 bits "
+                                              "(|value| < 2^63)"))
+    return out
 
 
-# -- the validated sweep ---------------------------------------------------------------------
-@dataclass(frozen=True)
-class UnitPlan:
-    """One unit of the expanded sweep: a (N, gridsize, nphotons) combination and its arms."""
-
-    unit_id: str
-    N: int
-    gridsize: int
-    nphotons: float
-    arms: tuple[Arm, ...]
-    model: Mapping[str, Any]
-    simulation: Mapping[str, Any]
-    training: Mapping[str, Any]
-
-    def to_unit(self, sweep: Sweep, paths: OutputPaths, arms: Sequence[Arm] | None = None,
-                attempt: int = 1, attempt_id: str = "") -> Unit:
-        """The :class:`Unit` handed to the worker (``arms`` default: all of them)."""
-        return Unit(
-            sweep=sweep.name, unit_id=self.unit_id, task=sweep.task, N=self.N,
-            gridsize=self.gridsize, nphotons=self.nphotons,
-            arms=tuple(self.arms if arms is None else arms),
-            model=dict(self.model), simulation=dict(self.simulation),
-            training=dict(self.training), artifact_dir=paths.artifact_dir(self.unit_id),
-            timeout_s=sweep.timeout_s, attempt=attempt, attempt_id=attempt_id,
-            paths=paths.unit_paths(self.unit_id),
-        )
-
-    def arm_columns(self, sweep: Sweep, arm: Arm) -> dict[str, Any]:
-        """The identity columns of an arm's record."""
-        return {"sweep": sweep.name, "arm_id": arm.arm_id, "unit_id": self.unit_id,
-                "N": self.N, "gridsize": self.gridsize, "nphotons": self.nphotons,
-                "loss": arm.loss, "seed": arm.seed}
-
-
-@dataclass(frozen=True)
-class Sweep:
-    """A validated sweep. Build it with :func:`load_sweep`.
-
-    ``model``, ``simulation`` and ``training`` hold the settings given in the file (ints given
-    for float fields converted); :meth:`plan` resolves them with the dataclass defaults.
-    """
-
-    name: str
-    task: str
-    timeout_s: float
-    retries: int
-    N: tuple[int, ...]
-    gridsize: tuple[int, ...]
-    nphotons: tuple[float, ...]
-    loss: tuple[str, ...]
-    seed: tuple[int, ...]
-    model: Mapping[str, Any]
-    simulation: Mapping[str, Any]
-    training: Mapping[str, Any]
-    source: str = "<dict>"
-    text: str | None = dataclasses.field(default=None, compare=False, repr=False)
-
-    @property
-    def n_units(self) -> int:
-        return len(self.N) * len(self.gridsize) * len(self.nphotons)
-
-    @property
-    def n_arms(self) -> int:
-        return self.n_units * len(self.loss) * len(self.seed)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The sweep as a sweep-file dict (loadable again by :func:`load_sweep`)."""
-        out: dict[str, Any] = {
-            "sweep": {"name": self.name, "task": self.task, "timeout_s": self.timeout_s,
-                      "retries": self.retries},
-            "grid": {"N": list(self.N), "gridsize": list(self.gridsize),
-                     "nphotons": list(self.nphotons)},
-            "arms": {"loss": list(self.loss), "seed": list(self.seed)},
-        }
-        for section in ("model", "simulation", "training"):
-            if getattr(self, section):
-                out[section] = dict(getattr(self, section))
-        return out
-
-    def to_toml(self) -> str:
-        """The sweep-file text: the original text if loaded from a file, else generated."""
-        return self.text if self.text is not None else dumps_toml(self.to_dict())
-
-    def identity(self) -> dict[str, Any]:
-        """What makes two sweeps the same: everything that reaches a task (fully resolved),
-        not the execution policy (``timeout_s``, ``retries``)."""
-        return {
-            "name": self.name, "task": self.task,
-            "grid": {"N": sorted(self.N), "gridsize": sorted(self.gridsize),
-                     "nphotons": sorted(self.nphotons)},
-            "arms": {"loss": sorted(self.loss), "seed": sorted(self.seed)},
-            "model": {k: v for k, v in ModelConfig(**self.model).to_dict().items()
-                      if k not in ("N", "gridsize")},
-            "simulation": SimulationConfig(**self.simulation).to_dict(),
-            "training": {k: v for k, v in TrainingConfig(**self.training).to_dict().items()
-                         if k not in _SET_ELSEWHERE["training"]},
-        }
-
-    def plan(self) -> list[UnitPlan]:
-        """Expand into units (grid order as given) with their arms (loss x seed)."""
-        sim = SimulationConfig(**self.simulation).to_dict()
-        units = []
-        for n in self.N:
-            for g in self.gridsize:
-                model = ModelConfig(**self.model, N=n, gridsize=g).to_dict()
-                for p in self.nphotons:
-                    base = TrainingConfig(**self.training, nphotons=p)
-                    shared = {"task": self.task, "N": n, "gridsize": g, "nphotons": p,
-                              "model": model, "simulation": sim}
-                    arms = []
-                    for loss in self.loss:
-                        for seed in self.seed:
-                            tr = base.replace(seed=seed).with_loss(loss).to_dict()
-                            arm_id = short_hash({**shared, "loss": loss, "seed": seed,
-                                                 "training": tr})
-                            arms.append(Arm(arm_id, loss, seed))
-                    uid = f"N{n}_g{g}_p{p:.3g}_" + short_hash(
-                        {**shared, "training": base.to_dict()}, 8)
-                    units.append(UnitPlan(uid, n, g, p, tuple(arms), model, sim,
-                                          base.to_dict()))
-        return units
-
-
-# -- validation ------------------------------------------------------------------------------
-def _check_list(errors, key, value, ok, what) -> list:
-    """Validate a non-empty list of unique values; returns the valid elements."""
+def _check_list(problems, key, value, ok, what) -> list:
+    """Validate a non-empty list of unique values; returns the valid elements (linear)."""
     if not isinstance(value, (list, tuple)):
-        errors.append(f"{key} = {value!r} is invalid: must be a list of {what}")
+        problems.append(Problem.invalid(key, value, f"must be a list of {what}"))
         return []
     if not value:
-        errors.append(f"{key} is empty: must be a non-empty list of {what}")
+        problems.append(Problem(key, f"{key} is empty: must be a non-empty list of {what}"))
         return []
-    good = []
+    good, seen = [], set()
     for v in value:
         if not ok(v):
-            errors.append(f"{key}: element {v!r} is invalid: must be {what}")
-        elif v in good:
-            errors.append(f"{key}: duplicate value {v!r}; each value may appear once")
+            problems.append(Problem(key, f"{key}: element {v!r} is invalid: must be {what}",
+                                    v, what))
+        elif v in seen:
+            problems.append(Problem(key, f"{key}: duplicate value {v!r}; each value may "
+                                         f"appear once", v))
         else:
+            seen.add(v)
             good.append(v)
     return good
 
 
-def _check_section_keys(errors, section, data, allowed, required=()):
+def _check_section_keys(problems, section, data, allowed, required=()):
     for k in data:
-        if k in _SET_ELSEWHERE.get(section, {}):
-            errors.append(f"{section}.{k} is not allowed here: it is set by "
-                          f"{_SET_ELSEWHERE[section][k]}")
+        key = f"{section}.{k}"
+        if k in SET_ELSEWHERE.get(section, {}):
+            problems.append(Problem(key, f"{key} is not allowed here: it is set by "
+                                         f"{SET_ELSEWHERE[section][k]}"))
         elif k not in allowed:
-            errors.append(f"{section}.{k} is an unknown key; allowed keys in [{section}]: "
-                          f"{', '.join(allowed)}")
+            problems.append(Problem(key, f"{key} is an unknown key; allowed keys in "
+                                         f"[{section}]: {', '.join(allowed)}"))
     for k in required:
         if k not in data:
-            errors.append(f"{section}.{k} is required but missing")
+            problems.append(Problem(f"{section}.{k}", f"{section}.{k} is required but missing"))
+
+
+def _passes(check, v) -> bool:
+    try:
+        check(v)
+        return True
+    except ConfigError:
+        return False
 
 
 def _validate(raw: Any, source: str, check_task_ref: bool = True,
               text: str | None = None) -> Sweep:
-    errors: list[str] = []
+    P: list[Problem] = []
     if not isinstance(raw, Mapping):
         raise SweepError(source, [f"must be a table of sections, got {type(raw).__name__}"])
     for s in raw:
         if s not in SECTIONS:
-            errors.append(f"[{s}] is an unknown section; allowed sections: "
-                          f"{', '.join(SECTIONS)}")
+            P.append(Problem(str(s), f"[{s}] is an unknown section; allowed sections: "
+                                     f"{', '.join(SECTIONS)}"))
+    huge = _huge_ints(raw)
+    if huge:  # they would overflow the checks below
+        raise SweepError(source, P + huge)
     sec: dict[str, dict] = {}
     for s in SECTIONS:
         v = raw.get(s, {})
         if not isinstance(v, Mapping):
-            errors.append(f"[{s}] must be a table (section), got {v!r}")
+            P.append(Problem(s, f"[{s}] must be a table (section), got {v!r}"))
             v = {}
         sec[s] = dict(v)
     if "sweep" not in raw:
-        errors.append("[sweep] section is required (with at least name = \"...\")")
+        P.append(Problem("sweep", "[sweep] section is required (with at least name = \"...\")"))
     if "grid" not in raw:
-        errors.append("[grid] section is required (with N, gridsize and nphotons lists)")
+        P.append(Problem("grid", "[grid] section is required (with N, gridsize and nphotons "
+                                 "lists)"))
 
     # [sweep]
     sw = sec["sweep"]
-    _check_section_keys(errors, "sweep", sw, _SWEEP_KEYS, ("name",) if "sweep" in raw else ())
+    _check_section_keys(P, "sweep", sw, _SWEEP_KEYS, ("name",) if "sweep" in raw else ())
     name = sw.get("name", "")
     if "name" in sw and (not isinstance(name, str) or not _NAME_RE.match(name)):
-        errors.append(f"sweep.name = {name!r} is invalid: must be a non-empty string of "
-                      f"letters, digits, '.', '_' or '-' (it names the output directory)")
+        P.append(Problem.invalid("sweep.name", name, "must be 1 to 100 letters, digits, '.', "
+                                 "'_' or '-', starting with a letter or digit (it names the "
+                                 "output directory)"))
     task = sw.get("task", DEFAULT_TASK)
     if check_task_ref:
         problem = check_task(task)
@@ -315,74 +311,80 @@ def _validate(raw: Any, source: str, check_task_ref: bool = True,
         except ValueError as exc:
             problem = str(exc)
     if problem:
-        errors.append(f"sweep.task = {task!r} is invalid: {problem}")
+        P.append(Problem.invalid("sweep.task", task, problem))
     timeout_s = sw.get("timeout_s", 900.0)
     if not _is_number(timeout_s) or timeout_s <= 0:
-        errors.append(f"sweep.timeout_s = {timeout_s!r} is invalid: must be a number of "
-                      f"seconds > 0")
+        P.append(Problem.invalid("sweep.timeout_s", timeout_s, "must be a number of seconds "
+                                 "> 0"))
     retries = sw.get("retries", 1)
     if not _is_int(retries) or retries < 0:
-        errors.append(f"sweep.retries = {retries!r} is invalid: must be an integer >= 0")
+        P.append(Problem.invalid("sweep.retries", retries, "must be an integer >= 0"))
 
     # [grid] and [arms]
     grid = sec["grid"]
-    _check_section_keys(errors, "grid", grid, _GRID_KEYS, _GRID_KEYS if "grid" in raw else ())
+    _check_section_keys(P, "grid", grid, _GRID_KEYS, _GRID_KEYS if "grid" in raw else ())
+
     def grid_list(key, ok, what):
-        return _check_list(errors, f"grid.{key}", grid[key], ok, what) if key in grid else []
+        return _check_list(P, f"grid.{key}", grid[key], ok, what) if key in grid else []
 
     Ns = grid_list("N", _is_int, "integers")
     gs = grid_list("gridsize", _is_int, "integers")
     ps = [float(p) for p in grid_list("nphotons", _is_number, "numbers (photons per pattern)")]
     if len(set(ps)) != len(ps):
-        errors.append("grid.nphotons: duplicate values (e.g. 10000 and 1e4)")
+        P.append(Problem("grid.nphotons", "grid.nphotons: duplicate values (e.g. 10000 and "
+                                          "1e4)"))
         ps = list(dict.fromkeys(ps))
+    for p in ps:
+        try:
+            TrainingConfig.check_nphotons(p)
+        except ConfigError as exc:
+            P.append(_config_problem(exc, "training"))
     arms = sec["arms"]
-    _check_section_keys(errors, "arms", arms, _ARM_KEYS)
-    losses = _check_list(errors, "arms.loss", arms.get("loss", ["nll"]),
-                         lambda v: isinstance(v, str),
-                         f"loss names ({', '.join(map(repr, LOSS_PRESETS))})")
+    _check_section_keys(P, "arms", arms, _ARM_KEYS)
+    allowed_losses = ", ".join(map(repr, LOSS_PRESETS))
+    losses = _check_list(P, "arms.loss", arms.get("loss", ["nll"]),
+                         lambda v: isinstance(v, str), f"loss names ({allowed_losses})")
     for loss in list(losses):
         if loss not in LOSS_PRESETS:
-            errors.append(f"arms.loss: {loss!r} is not allowed: must be one of "
-                          f"{', '.join(map(repr, LOSS_PRESETS))}")
+            P.append(Problem("arms.loss", f"arms.loss: {loss!r} is not allowed: must be one "
+                                          f"of {allowed_losses}", loss, allowed_losses))
             losses.remove(loss)
-    seeds = _check_list(errors, "arms.seed", arms.get("seed", [0]),
-                        lambda v: _is_int(v) and v >= 0, "integers >= 0")
+    seeds = _check_list(P, "arms.seed", arms.get("seed", [0]),
+                        lambda v: _passes(TrainingConfig.check_seed, v), "integers >= 0")
 
     # [model], [simulation], [training]
     overrides: dict[str, dict] = {}
     for s, cls in _CONFIG_CLASSES.items():
-        allowed = [f.name for f in fields(cls) if f.name not in _SET_ELSEWHERE[s]]
-        _check_section_keys(errors, s, sec[s], allowed)
+        allowed = [f.name for f in fields(cls) if f.name not in SET_ELSEWHERE[s]]
+        _check_section_keys(P, s, sec[s], allowed)
         overrides[s] = _normalise(cls, {k: v for k, v in sec[s].items() if k in allowed})
 
-    # every combination through the config dataclasses
+    # every (N, gridsize) through the config dataclasses; training once per loss
     sim = None
     try:
         sim = SimulationConfig(**overrides["simulation"])
     except ConfigError as exc:
-        errors.append(_sweep_key(str(exc)))
+        P.append(_config_problem(exc, "simulation"))
     for n in Ns or [ModelConfig.N]:
         for g in gs or [ModelConfig.gridsize]:
             try:
                 model = ModelConfig(**overrides["model"], N=n, gridsize=g)
             except ConfigError as exc:
-                errors.append(_sweep_key(str(exc)))
+                P.append(_config_problem(exc, "model"))
                 continue
             if sim is not None:
                 try:
                     sim.check_compatible(model)
                 except ConfigError as exc:
-                    errors.append(_sweep_key(str(exc)))
-    for p in ps or [TrainingConfig.nphotons]:
-        for loss in losses or ["nll"]:
-            for seed in seeds or [0]:
-                try:
-                    TrainingConfig(**overrides["training"], nphotons=p, seed=seed).with_loss(loss)
-                except ConfigError as exc:
-                    errors.append(_sweep_key(str(exc)))
-    if errors:
-        raise SweepError(source, errors)
+                    P.append(_config_problem(exc, "simulation"))
+    try:
+        base = TrainingConfig(**overrides["training"])
+        for loss in losses:
+            base.with_loss(loss)
+    except ConfigError as exc:
+        P.append(_config_problem(exc, "training"))
+    if P:
+        raise SweepError(source, P)
     return Sweep(name=name, task=task, timeout_s=float(timeout_s), retries=int(retries),
                  N=tuple(Ns), gridsize=tuple(gs), nphotons=tuple(ps), loss=tuple(losses),
                  seed=tuple(seeds), model=overrides["model"],
@@ -390,98 +392,8 @@ def _validate(raw: Any, source: str, check_task_ref: bool = True,
                  source=source, text=text)
 
 
-def load_sweep(sweep: str | Path | Mapping[str, Any] | Sweep, *,
-               check_task: bool = True) -> Sweep:
-    """Load and validate a sweep from a TOML path, a dict, or return a :class:`Sweep` as is.
+def check_output_dir(sweep: Sweep, out_dir: str | Path) -> Sweep:
+    """See :func:`runner.outdir.check_output_dir` (kept here for compatibility)."""
+    from .outdir import check_output_dir as check
 
-    Raises :class:`SweepError` listing every problem (file, key and what is allowed).
-    ``check_task=False`` skips the static check of the task reference.
-    """
-    if isinstance(sweep, Sweep):
-        return sweep
-    if isinstance(sweep, Mapping):
-        return _validate(sweep, "<dict>", check_task)
-    path = Path(sweep)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise SweepError(str(path), [f"cannot read the sweep file: {exc.strerror or exc}"]) \
-            from None
-    try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise SweepError(str(path), [f"not valid TOML: {exc}"]) from None
-    return _validate(raw, str(path), check_task, text=text)
-
-
-def _flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        if isinstance(v, Mapping):
-            out.update(_flatten(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
-def check_output_dir(sweep: Sweep, out_dir: str | Path) -> None:
-    """Raise :class:`SweepError` if ``out_dir`` holds anything but this sweep's output.
-
-    A directory is fine if it does not exist, is empty, or has a ``sweep.toml`` whose
-    :meth:`Sweep.identity` equals this sweep's (timeout and retries may differ)."""
-    paths = OutputPaths(out_dir)
-    root = paths.root
-    if not root.exists():
-        return
-    if not root.is_dir():
-        raise SweepError(sweep.source, [f"output {root} exists and is not a directory; pick "
-                                        f"another --out"])
-    if not paths.sweep_toml.is_file():
-        if any(p.name != paths.lock.name for p in root.iterdir()):
-            raise SweepError(sweep.source, [
-                f"output directory {root} is not empty and holds no sweep.toml; pick another "
-                f"--out (or an empty directory)"])
-        return
-    try:
-        other = load_sweep(paths.sweep_toml, check_task=False)
-    except SweepError as exc:
-        raise SweepError(sweep.source, [
-            f"output directory {root} holds an invalid sweep.toml ({exc.errors[0]}); pick "
-            f"another --out"]) from None
-    mine, theirs = _flatten(sweep.identity()), _flatten(other.identity())
-    diff = [k for k in sorted(set(mine) | set(theirs)) if mine.get(k) != theirs.get(k)]
-    if diff:
-        details = "; ".join(f"{k} = {mine.get(k)!r} here but {theirs.get(k)!r} there"
-                            for k in diff[:5])
-        raise SweepError(sweep.source, [
-            f"output directory {root} already holds a different sweep (its sweep.toml differs: "
-            f"{details}); pick another --out or give the sweep a new sweep.name"])
-
-
-# -- a minimal TOML writer for sweep dicts ---------------------------------------------------
-def _toml_value(v: Any) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, int):
-        return str(v)
-    if isinstance(v, float):
-        if math.isnan(v):
-            return "nan"
-        if math.isinf(v):
-            return "inf" if v > 0 else "-inf"
-        return repr(v)
-    if isinstance(v, str):
-        return json.dumps(v)
-    if isinstance(v, (list, tuple)):
-        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
-    raise TypeError(f"cannot write {v!r} to TOML")
-
-
-def dumps_toml(data: Mapping[str, Mapping[str, Any]]) -> str:
-    """TOML text of a sweep dict (sections of scalars and lists only)."""
-    lines = []
-    for section, values in data.items():
-        lines.append(f"[{section}]")
-        lines.extend(f"{k} = {_toml_value(v)}" for k, v in values.items())
-        lines.append("")
-    return "\n".join(lines)
+    return check(sweep, out_dir)

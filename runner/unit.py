@@ -34,7 +34,7 @@ from ptycho.config import ModelConfig, SimulationConfig, TrainingConfig
 __all__ = ["Arm", "Unit"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Arm:
     """One arm of a unit: a loss preset and a seed. ``arm["loss"]`` works too."""
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -157,10 +158,16 @@ def test_a_second_run_into_a_busy_directory_is_refused(tmp_path):
     sweep = sweep_dict()
     out = tmp_path / "out"
     runner.run_sweep(sweep, out, progress=False)
-    with open(OutputPaths(out).lock, "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    fd = os.open(out, os.O_RDONLY | os.O_DIRECTORY)  # what a running orchestrator holds
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         with pytest.raises(SweepError, match="another ptycho-sweep run"):
             runner.run_sweep(sweep, out, force=True, progress=False)
+        OutputPaths(out).lock.unlink(missing_ok=True)  # deleting a file cannot defeat it
+        with pytest.raises(SweepError, match="another ptycho-sweep run"):
+            runner.run_sweep(sweep, out, force=True, progress=False)
+    finally:
+        os.close(fd)
 
 
 def test_cli_exit_codes_and_status(tmp_path, capsys):

@@ -1,0 +1,91 @@
+"""Output directories: which sweep a directory may take, and growing a study in place.
+
+A directory takes a sweep if it does not exist, is empty, or holds a ``sweep.toml`` whose
+settings (name, task, model, simulation and training, fully resolved) equal the sweep's. The
+grid and the arms may differ: that is how a study grows (one more dose, N or seed) or is
+resumed in parts. :func:`check_output_dir` then returns the sweep to record in the directory:
+the union of both grids and arms, so ``status`` and ``plot`` see every unit that was ever
+planned there, and every old row stays. A changed setting is refused with the keys that
+changed and how to start a new directory.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from .paths import OutputPaths
+from .plan import Sweep, dumps_toml
+from .sweep import SweepError, load_sweep
+
+__all__ = ["check_output_dir", "merge_sweeps"]
+
+
+def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _union(old: tuple, new: tuple) -> tuple:
+    return tuple(dict.fromkeys(old + new))
+
+
+def merge_sweeps(old: Sweep, new: Sweep) -> Sweep:
+    """A sweep with ``new``'s settings and policy and the union of both grids and arms (old
+    values first). Returns ``new`` itself when it already covers ``old``, ``old`` when
+    ``new`` adds nothing (their files' texts, with comments, are then kept)."""
+    import dataclasses
+
+    merged = {k: _union(getattr(old, k), getattr(new, k))
+              for k in ("N", "gridsize", "nphotons", "loss", "seed")}
+    if all(set(merged[k]) == set(getattr(new, k)) for k in merged):
+        return new
+    if all(set(merged[k]) == set(getattr(old, k)) for k in merged):
+        return dataclasses.replace(old, timeout_s=new.timeout_s, retries=new.retries)
+    out = dataclasses.replace(new, **merged, text=None)
+    header = (f"# the union of the sweeps run into this directory: {old.source} and "
+              f"{new.source}\n")
+    return dataclasses.replace(out, text=header + dumps_toml(out.to_dict()))
+
+
+def check_output_dir(sweep: Sweep, out_dir: str | Path) -> Sweep:
+    """Check that ``out_dir`` may take ``sweep``; return the sweep to record there.
+
+    Raises :class:`SweepError` (nothing written) if the directory is not a directory, holds
+    files but no ``sweep.toml``, holds an unreadable ``sweep.toml``, or a sweep with other
+    settings. Otherwise returns ``sweep`` (new or empty directory, same sweep, or a sweep that
+    grew) or the union of both (see :func:`merge_sweeps`)."""
+    paths = OutputPaths(out_dir)
+    root = paths.root
+    if not root.exists():
+        return sweep
+    if not root.is_dir():
+        raise SweepError(sweep.source, [f"output {root} exists and is not a directory; pick "
+                                        f"another --out"])
+    if not paths.sweep_toml.is_file():
+        if any(p.name != paths.lock.name for p in root.iterdir()):
+            raise SweepError(sweep.source, [
+                f"output directory {root} is not empty and holds no sweep.toml; pick another "
+                f"--out (or an empty directory)"])
+        return sweep
+    try:
+        other = load_sweep(paths.sweep_toml, check_task=False)
+    except SweepError as exc:
+        raise SweepError(sweep.source, [
+            f"output directory {root} holds an invalid sweep.toml ({exc.errors[0]}); pick "
+            f"another --out"]) from None
+    mine, theirs = _flatten(sweep.settings()), _flatten(other.settings())
+    diff = [k for k in sorted(set(mine) | set(theirs)) if mine.get(k) != theirs.get(k)]
+    if diff:
+        details = "; ".join(f"{k} = {mine.get(k)!r} here but {theirs.get(k)!r} there"
+                            for k in diff[:5])
+        raise SweepError(sweep.source, [
+            f"output directory {root} already holds a different sweep (its sweep.toml differs: "
+            f"{details}); a study can grow in place only in [grid] and [arms]: pick another "
+            f"--out or give the sweep a new sweep.name"])
+    return merge_sweeps(other, sweep)

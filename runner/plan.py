@@ -1,0 +1,225 @@
+"""A validated sweep and its expansion into units and arms, with stable ids.
+
+Build a :class:`Sweep` with :func:`runner.sweep.load_sweep` (which validates everything);
+:meth:`Sweep.plan` expands it into :class:`UnitPlan` s, one per ``(N, gridsize, nphotons)``,
+each with its arms (loss x seed).
+
+Ids: an arm's id is the first 12 hex digits of the SHA-256 of the canonical JSON of its fully
+resolved configuration (task, N, gridsize, nphotons, loss, seed and the full model, simulation
+and per-arm training dicts); a unit's id is a readable slug plus 8 hex digits of the hash of the
+configuration its arms share, e.g. ``N64_g2_p1e+04_3f2a9c1b``. The same file always gives the
+same ids; changing any setting that reaches the task changes them.
+
+Expansion is linear in the number of arms and shares every dict that units have in common
+(one model dict per ``(N, gridsize)``, one simulation and one training dict per sweep), so a
+10^6-unit plan fits in a few hundred MB (``benchmarks/dry_run_scale.py``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import tomli_w
+
+from ptycho.config import ModelConfig, SimulationConfig, TrainingConfig
+
+from .unit import Arm, Unit
+
+if TYPE_CHECKING:
+    from .paths import OutputPaths
+
+__all__ = ["Sweep", "UnitPlan", "canonical_json", "short_hash", "dumps_toml",
+           "SET_ELSEWHERE"]
+
+#: Config fields a sweep sets from its grid/arms (not from the config sections), and from where.
+SET_ELSEWHERE = {
+    "model": {"N": "grid.N", "gridsize": "grid.gridsize"},
+    "training": {"nphotons": "grid.nphotons", "seed": "arms.seed", "loss": "arms.loss",
+                 "nll_weight": "arms.loss", "mae_weight": "arms.loss"},
+    "simulation": {},
+}
+
+
+def canonical_json(obj: Any) -> str:
+    """Canonical JSON used for ids: sorted keys, no spaces, finite numbers only."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
+def short_hash(obj: Any, n: int = 12) -> str:
+    """First ``n`` hex digits of the SHA-256 of ``canonical_json(obj)``."""
+    return _hex(canonical_json(obj), n)
+
+
+def _hex(text: str, n: int) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:n]
+
+
+def dumps_toml(data: Mapping[str, Mapping[str, Any]]) -> str:
+    """TOML text of a sweep dict (tables of scalars and lists), through ``tomli_w``."""
+    return tomli_w.dumps({k: dict(v) for k, v in data.items()})
+
+
+class _Template:
+    """The canonical JSON of a dict with a few variable leaves, rendered by substitution.
+
+    Build the dict with :meth:`slot` placeholders where values vary; :meth:`render` gives
+    exactly ``canonical_json`` of the dict with those values (the placeholders are unique
+    strings, replaced by each value's JSON), at a fraction of the cost."""
+
+    _salt = uuid.uuid4().hex
+
+    @classmethod
+    def slot(cls, name: str) -> str:
+        return f"@{cls._salt}:{name}@"
+
+    def __init__(self, obj: Any):
+        self.text = canonical_json(obj)
+
+    def render(self, **values: Any) -> str:
+        text = self.text
+        for name, v in values.items():
+            text = text.replace(json.dumps(self.slot(name)), json.dumps(v, allow_nan=False))
+        return text
+
+
+@dataclass(frozen=True, slots=True)
+class UnitPlan:
+    """One unit of the expanded sweep: a (N, gridsize, nphotons) combination and its arms.
+
+    ``model`` and ``simulation`` are the full config dicts (shared between units);
+    :attr:`training` is the full training dict with this unit's ``nphotons``."""
+
+    unit_id: str
+    N: int
+    gridsize: int
+    nphotons: float
+    arms: tuple[Arm, ...]
+    model: Mapping[str, Any]
+    simulation: Mapping[str, Any]
+    training_base: Mapping[str, Any]
+
+    @property
+    def training(self) -> dict[str, Any]:
+        return {**self.training_base, "nphotons": self.nphotons}
+
+    def to_unit(self, sweep: Sweep, paths: OutputPaths, arms=None, attempt: int = 1,
+                attempt_id: str = "") -> Unit:
+        """The :class:`Unit` handed to the worker (``arms`` default: all of them)."""
+        return Unit(
+            sweep=sweep.name, unit_id=self.unit_id, task=sweep.task, N=self.N,
+            gridsize=self.gridsize, nphotons=self.nphotons,
+            arms=tuple(self.arms if arms is None else arms),
+            model=dict(self.model), simulation=dict(self.simulation),
+            training=self.training, artifact_dir=paths.artifact_dir(self.unit_id),
+            timeout_s=sweep.timeout_s, attempt=attempt, attempt_id=attempt_id,
+            paths=paths.unit_paths(self.unit_id),
+        )
+
+    def arm_columns(self, sweep: Sweep, arm: Arm) -> dict[str, Any]:
+        """The identity columns of an arm's record."""
+        return {"sweep": sweep.name, "arm_id": arm.arm_id, "unit_id": self.unit_id,
+                "N": self.N, "gridsize": self.gridsize, "nphotons": self.nphotons,
+                "loss": arm.loss, "seed": arm.seed}
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """A validated sweep. Build it with :func:`runner.sweep.load_sweep`.
+
+    ``model``, ``simulation`` and ``training`` hold the settings given in the file (ints given
+    for float fields converted); :meth:`plan` resolves them with the dataclass defaults.
+    """
+
+    name: str
+    task: str
+    timeout_s: float
+    retries: int
+    N: tuple[int, ...]
+    gridsize: tuple[int, ...]
+    nphotons: tuple[float, ...]
+    loss: tuple[str, ...]
+    seed: tuple[int, ...]
+    model: Mapping[str, Any]
+    simulation: Mapping[str, Any]
+    training: Mapping[str, Any]
+    source: str = "<dict>"
+    text: str | None = dataclasses.field(default=None, compare=False, repr=False)
+
+    @property
+    def n_units(self) -> int:
+        return len(self.N) * len(self.gridsize) * len(self.nphotons)
+
+    @property
+    def n_arms(self) -> int:
+        return self.n_units * len(self.loss) * len(self.seed)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The sweep as a sweep-file dict (loadable again by ``load_sweep``)."""
+        out: dict[str, Any] = {
+            "sweep": {"name": self.name, "task": self.task, "timeout_s": self.timeout_s,
+                      "retries": self.retries},
+            "grid": {"N": list(self.N), "gridsize": list(self.gridsize),
+                     "nphotons": list(self.nphotons)},
+            "arms": {"loss": list(self.loss), "seed": list(self.seed)},
+        }
+        for section in ("model", "simulation", "training"):
+            if getattr(self, section):
+                out[section] = dict(getattr(self, section))
+        return out
+
+    def to_toml(self) -> str:
+        """The sweep-file text: the original text if loaded from a file, else generated."""
+        return self.text if self.text is not None else dumps_toml(self.to_dict())
+
+    def settings(self) -> dict[str, Any]:
+        """What every unit of the sweep shares (fully resolved): name, task, model,
+        simulation and training settings. Two sweeps with the same settings may differ in
+        their grid and arms and still share an output directory (extending a study)."""
+        return {
+            "name": self.name, "task": self.task,
+            "model": {k: v for k, v in ModelConfig(**self.model).to_dict().items()
+                      if k not in SET_ELSEWHERE["model"]},
+            "simulation": SimulationConfig(**self.simulation).to_dict(),
+            "training": {k: v for k, v in TrainingConfig(**self.training).to_dict().items()
+                         if k not in SET_ELSEWHERE["training"]},
+        }
+
+    def identity(self) -> dict[str, Any]:
+        """What makes two sweeps the same: :meth:`settings` plus the grid and arms (not the
+        execution policy ``timeout_s`` / ``retries``)."""
+        return {**self.settings(),
+                "grid": {"N": sorted(self.N), "gridsize": sorted(self.gridsize),
+                         "nphotons": sorted(self.nphotons)},
+                "arms": {"loss": sorted(self.loss), "seed": sorted(self.seed)}}
+
+    def plan(self) -> list[UnitPlan]:
+        """Expand into units (grid order as given) with their arms (loss x seed)."""
+        slot = _Template.slot
+        sim = SimulationConfig(**self.simulation).to_dict()
+        base = TrainingConfig(**self.training)
+        unit_training = base.to_dict()  # default seed and loss: shared by the unit's arms
+        arm_training = {loss: base.with_loss(loss).to_dict() for loss in self.loss}
+        units = []
+        for n in self.N:
+            for g in self.gridsize:
+                model = ModelConfig(**self.model, N=n, gridsize=g).to_dict()
+                shared = {"task": self.task, "N": n, "gridsize": g, "nphotons": slot("p"),
+                          "model": model, "simulation": sim}
+                unit_tpl = _Template({**shared, "training": {**unit_training,
+                                                             "nphotons": slot("p")}})
+                arm_tpls = [(loss, seed, _Template({
+                    **shared, "loss": loss, "seed": seed,
+                    "training": {**arm_training[loss], "nphotons": slot("p"), "seed": seed}}))
+                    for loss in self.loss for seed in self.seed]
+                for p in self.nphotons:
+                    arms = tuple(Arm(_hex(t.render(p=p), 12), loss, seed)
+                                 for loss, seed, t in arm_tpls)
+                    uid = f"N{n}_g{g}_p{p:.3g}_" + _hex(unit_tpl.render(p=p), 8)
+                    units.append(UnitPlan(uid, n, g, p, arms, model, sim, unit_training))
+        return units
