@@ -8,6 +8,12 @@ stray ``.tmp-*`` file that readers ignore.
 The records (``records/<arm_id>.json``) are the source of truth; ``metrics.parquet`` and
 ``metrics.csv`` are derived from them by :func:`consolidate`. This module imports pandas only
 inside the functions that build tables, so the worker can use the JSON helpers cheaply.
+
+A record that is not what the runner writes (hand-edited: not a JSON object, ``arm_id`` not its
+file name, an unknown ``status``, identity columns of the wrong type; see
+:func:`record_problem`) is moved to ``<out>/quarantine/`` with a warning when it is read, so
+``status``, ``run`` and the table keep working and its arm counts as never run (a re-run runs
+it). If it cannot be moved (read-only output) it is skipped with the same warning.
 """
 
 from __future__ import annotations
@@ -26,6 +32,9 @@ from .paths import OutputPaths
 __all__ = [
     "STATUSES",
     "COLUMNS",
+    "PROVENANCE",
+    "QUARANTINE_DIR",
+    "record_problem",
     "atomic_write_text",
     "atomic_write_bytes",
     "atomic_write_json",
@@ -40,8 +49,22 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: Every arm ends in exactly one of these.
-STATUSES = ("ok", "failed", "timeout", "crashed")
+#: Every arm ends in exactly one of these. ``oom``: out of memory (MemoryError in the task, or
+#: killed for exceeding the unit's memory limit); like ``failed`` and ``timeout`` it is not
+#: retried within a run (only ``crashed`` is), but is on the next run.
+STATUSES = ("ok", "failed", "timeout", "crashed", "oom")
+
+#: Provenance of every record (column -> pandas dtype), filled by the worker
+#: (:func:`runner.provenance.arm_provenance`): when the arm ran (UTC, ISO 8601), where, with which
+#: code and libraries, and the training settings it used (from the unit's ``training`` and
+#: ``simulation`` dicts; a task's own value of these wins, e.g. the ``n_train`` it really used).
+#: Strings are empty when unknown (no git checkout; TensorFlow not imported by the task).
+PROVENANCE = {
+    "started_at": "string", "ended_at": "string", "host": "string",
+    "package_version": "string", "git_commit": "string", "python_version": "string",
+    "numpy_version": "string", "tensorflow_version": "string",
+    "nepochs": "Int64", "batch_size": "Int64", "n_train": "Int64", "learning_rate": "float64",
+}
 
 #: Fixed leading columns of the results table; other keys follow, sorted by name.
 COLUMNS = (
@@ -50,7 +73,17 @@ COLUMNS = (
     "amp_mae", "amp_mse", "amp_psnr", "amp_ssim", "amp_frc50",
     "phase_mae", "phase_mse", "phase_psnr", "phase_ssim", "phase_frc50",
     "final_loss",
+    *PROVENANCE,
 )
+
+#: Hand-edited or otherwise invalid records are moved here (under the output directory).
+QUARANTINE_DIR = "quarantine"
+#: Identity columns a record must have, with their types.
+_IDENTITY_TYPES = {"sweep": (str,), "N": (int,), "gridsize": (int,), "nphotons": (int, float),
+                   "loss": (str,), "seed": (int,)}
+#: Optional columns checked when present (the table casts or sorts on them).
+_OPTIONAL_TYPES = {"unit_id": (str,), "pid": (int, type(None)), "error": (str, type(None)),
+                   "wall_s": (int, float, type(None))}
 
 _SORT = ["N", "gridsize", "nphotons", "loss", "seed", "arm_id"]
 
@@ -125,17 +158,77 @@ def read_json(path: str | Path) -> Any:
 
 
 # -- records ---------------------------------------------------------------------------------
-def read_record(paths: OutputPaths, arm_id: str) -> dict[str, Any] | None:
-    """The record of ``arm_id``, or None if there is none (or it cannot be parsed)."""
-    path = paths.record(arm_id)
+def _type_ok(value: Any, types: tuple[type, ...]) -> bool:
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, float) and float in types:
+        return math.isfinite(value)
+    return isinstance(value, types)
+
+
+def record_problem(rec: Any, arm_id: str) -> str | None:
+    """What makes ``rec`` not a valid record of ``arm_id`` (None if it is valid)."""
+    if not isinstance(rec, dict):
+        return f"it is a JSON {type(rec).__name__}, not an object"
+    if rec.get("arm_id") != arm_id:
+        return f"its arm_id {rec.get('arm_id')!r} is not its file name {arm_id!r}"
+    if rec.get("status") not in STATUSES:
+        return f"its status {rec.get('status')!r} is not one of {', '.join(STATUSES)}"
+    for key, types in _IDENTITY_TYPES.items():
+        if key not in rec:
+            return f"it has no {key!r}"
+        if not _type_ok(rec[key], types):
+            return f"its {key} = {rec[key]!r} is not a {' or '.join(t.__name__ for t in types)}"
+    for key, types in _OPTIONAL_TYPES.items():
+        if key in rec and not _type_ok(rec[key], types) and rec[key] is not None:
+            return f"its {key} = {rec[key]!r} is not a {types[0].__name__}"
+    return None
+
+
+def _quarantine(paths: OutputPaths, path: Path, ino: int | None, reason: str) -> None:
+    """Move the bad record ``path`` to ``<out>/quarantine/`` (unless it was replaced since it
+    was read, i.e. its inode changed), or leave it; warn either way."""
+    qdir = paths.root / QUARANTINE_DIR
     try:
-        rec = read_json(path)
+        if ino is not None and os.stat(path).st_ino != ino:
+            return  # rewritten meanwhile (atomically, by a worker): not the file we judged
+        qdir.mkdir(exist_ok=True)
+        dest = qdir / path.name
+        n = 0
+        while dest.exists():
+            n += 1
+            dest = qdir / f"{path.name}.{n}"
+        os.replace(path, dest)
+    except OSError as exc:
+        log.warning("invalid record %s skipped (%s); could not move it to %s: %s", path, reason,
+                    qdir, exc.strerror or exc)
+        return
+    log.warning("invalid record %s (%s) moved to %s; its arm counts as not run", path, reason,
+                dest)
+
+
+def read_record(paths: OutputPaths, arm_id: str) -> dict[str, Any] | None:
+    """The record of ``arm_id``, or None if there is none. An invalid one (unparsable, or see
+    :func:`record_problem`) is quarantined with a warning and None is returned."""
+    path = paths.record(arm_id)
+    ino = None
+    try:
+        with open(path, "rb") as fh:
+            ino = os.fstat(fh.fileno()).st_ino
+            rec = json.loads(fh.read().decode("utf-8"))
     except FileNotFoundError:
         return None
-    except (OSError, ValueError) as exc:  # cannot happen with atomic writes; be tolerant
-        log.warning("ignoring unreadable record %s: %s", path, exc)
+    except (ValueError, UnicodeDecodeError) as exc:  # never from atomic writes: hand-edited
+        _quarantine(paths, path, ino, f"not valid JSON: {exc}")
         return None
-    return rec if isinstance(rec, dict) else None
+    except OSError as exc:
+        log.warning("unreadable record %s skipped: %s", path, exc)
+        return None
+    problem = record_problem(rec, arm_id)
+    if problem is not None:
+        _quarantine(paths, path, ino, problem)
+        return None
+    return rec
 
 
 def read_records(paths: OutputPaths) -> dict[str, dict[str, Any]]:
@@ -172,6 +265,11 @@ def records_frame(records: Iterable[Mapping[str, Any]]):
     for col in ("N", "gridsize", "seed", "pid"):
         if df[col].notna().all():
             df[col] = df[col].astype("int64")
+    for col, dtype in PROVENANCE.items():
+        try:
+            df[col] = df[col].astype(dtype)
+        except (TypeError, ValueError):  # a task's own value of another type: kept as is
+            pass
     return df.sort_values(_SORT, kind="stable", na_position="last").reset_index(drop=True)
 
 
