@@ -41,6 +41,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run (or resume) a sweep")
     run.add_argument("sweep", help="sweep file (TOML)")
+    run.add_argument("overrides", nargs="*", metavar="SECTION.KEY=VALUE",
+                     help="settings over the file's, TOML values: training.nepochs=5 "
+                          "grid.N=[32,64] arms.loss='[\"mae\"]' (validated like the file, "
+                          "recorded in the copied sweep.toml)")
     run.add_argument("--out", default=None, help="output directory (default results/<name>)")
     run.add_argument("--n-jobs", type=int, default=None,
                      help="units run concurrently, each in its own process (-1: one per core; "
@@ -93,7 +97,7 @@ def _error(msg: str) -> int:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from .executors import BackendError
-    from .orchestrator import plan_run, run_sweep
+    from .orchestrator import TableError, plan_run, run_sweep
     from .resources import usable_cores
     from .sweep import SweepError, load_sweep
 
@@ -111,22 +115,27 @@ def _cmd_run(args: argparse.Namespace) -> int:
         if args.dry_run:
             from .executors import get_executor
 
-            plan = plan_run(args.sweep, args.out, args.force)
+            plan = plan_run(args.sweep, args.out, args.force, overrides=args.overrides)
             get_executor(args.backend, n_jobs=n_jobs, **options).close()  # validate backend
             print(plan.describe())
             print("dry run: nothing started, nothing written")
             return EXIT_OK
-        df = run_sweep(args.sweep, args.out, n_jobs=n_jobs, backend=args.backend,
+        sweep = load_sweep(args.sweep, overrides=args.overrides)
+        df = run_sweep(sweep, args.out, n_jobs=n_jobs, backend=args.backend,
                        force=args.force, progress=not args.no_progress, **options)
-        planned = load_sweep(args.sweep, check_task=False).n_arms
     except SweepError as exc:
-        print("ptycho-sweep: invalid input:", file=sys.stderr)
-        for line in str(exc).splitlines():
-            print(f"  {line}", file=sys.stderr)
+        for line in str(exc).splitlines():  # one line per problem: file, key, what is allowed
+            print(f"ptycho-sweep: error: {line}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except BackendError as exc:
         return _error(str(exc))
-    all_ok = len(df) == planned and bool((df["status"] == "ok").all())
+    except TableError as exc:
+        print(f"ptycho-sweep: error: {exc}", file=sys.stderr)
+        return EXIT_NOT_OK
+    # this sweep's arms (the directory may hold more: a study grown in place)
+    mine = {a.arm_id for u in sweep.plan() for a in u.arms}
+    status = df.loc[df["arm_id"].isin(mine), "status"]
+    all_ok = len(status) == len(mine) and bool((status == "ok").all())
     return EXIT_OK if all_ok else EXIT_NOT_OK
 
 

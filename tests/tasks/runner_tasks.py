@@ -148,3 +148,10 @@ def tf_poison_task(unit):
 
 #: A top-level name that is not callable (the static task check rejects it).
 not_a_task = {"arm_id": "x"}
+
+
+def chdir_task(unit):
+    """Changes the working directory before yielding (records must still land in --out)."""
+    os.chdir(os.environ.get("RUNNER_TEST_CHDIR", "/"))
+    for arm in unit.arms:
+        yield {"arm_id": arm.arm_id, **_metrics(unit, arm)}
