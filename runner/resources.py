@@ -7,8 +7,13 @@ more than 2 intra-op threads), so concurrent workers do not oversubscribe the co
 
 GPUs: listed with ``nvidia-smi -L`` when that program exists (never by importing TensorFlow),
 restricted to an existing ``CUDA_VISIBLE_DEVICES`` if one is set; worker slot ``k`` gets
-``CUDA_VISIBLE_DEVICES = gpus[k % len(gpus)]``. Without GPUs ``CUDA_VISIBLE_DEVICES`` is left
-as it is.
+``CUDA_VISIBLE_DEVICES = gpus[k % len(gpus)]``.
+
+CPU-only hosts (no GPU listed and no NVIDIA driver loaded): workers get
+``CUDA_VISIBLE_DEVICES=-1`` and ``TF_CPP_MIN_LOG_LEVEL=3``, so TensorFlow neither looks for a
+GPU nor logs ``failed call to cuInit`` errors into every worker log (elsewhere the level is 2:
+warnings and info hidden, errors shown). A ``CUDA_VISIBLE_DEVICES`` or ``TF_CPP_MIN_LOG_LEVEL``
+already set in the orchestrator's environment is kept.
 """
 
 from __future__ import annotations
@@ -21,6 +26,9 @@ from collections.abc import Mapping
 from pathlib import Path
 
 __all__ = ["usable_cores", "detect_gpus", "thread_counts", "worker_env"]
+
+#: Present when the NVIDIA kernel driver is loaded (a GPU may exist without ``nvidia-smi``).
+_NVIDIA_DRIVER = Path("/proc/driver/nvidia")
 
 
 def usable_cores() -> int:
@@ -70,8 +78,11 @@ def worker_env(*, n_jobs: int, slot: int = 0, gpus: list[str] | None = None,
     """The environment of a worker running in concurrency slot ``slot`` of ``n_jobs``.
 
     A copy of ``base`` (default ``os.environ``) with the project root and ``cwd`` prepended to
-    ``PYTHONPATH``, the thread settings above, ``TF_CPP_MIN_LOG_LEVEL=2``, unbuffered output,
-    the orchestrator's pid (``PTYCHO_SWEEP_PARENT_PID``, watched by the worker) and one GPU.
+    ``PYTHONPATH``, the thread settings above, ``TF_CPP_MIN_LOG_LEVEL`` (2; 3 on a CPU-only
+    host; a value in ``base`` is kept), unbuffered output, the orchestrator's pid
+    (``PTYCHO_SWEEP_PARENT_PID``, watched by the worker) and one GPU, or on a CPU-only host
+    (no ``gpus``, no NVIDIA driver, no ``CUDA_VISIBLE_DEVICES`` in ``base``) none:
+    ``CUDA_VISIBLE_DEVICES=-1``.
     """
     from .taskref import project_root
 
@@ -86,11 +97,15 @@ def worker_env(*, n_jobs: int, slot: int = 0, gpus: list[str] | None = None,
         "TF_NUM_INTRAOP_THREADS": str(intra),
         "TF_NUM_INTEROP_THREADS": str(inter),
         "PTYCHO_SWEEP_THREADS": str(intra),
-        "TF_CPP_MIN_LOG_LEVEL": "2",
         "PYTHONUNBUFFERED": "1",
         "PTYCHO_SWEEP_PARENT_PID": str(os.getpid() if parent_pid is None else parent_pid),
     })
     gpus = detect_gpus(env) if gpus is None else gpus
+    cpu_only = not gpus and "CUDA_VISIBLE_DEVICES" not in env and not _NVIDIA_DRIVER.exists()
     if gpus:
         env["CUDA_VISIBLE_DEVICES"] = gpus[slot % len(gpus)]
+    elif cpu_only:
+        env["CUDA_VISIBLE_DEVICES"] = "-1"  # no device to look for
+    # 3 hides the 'failed call to cuInit' error TensorFlow logs on a machine without CUDA
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3" if cpu_only else "2")
     return env

@@ -53,7 +53,9 @@ def test_worker_env(tmp_path):
     assert env["HOME"] == "/h" and base["OMP_NUM_THREADS"] == "99"  # base not modified
     cpu_only = resources.worker_env(n_jobs=1, gpus=[], base={"CUDA_VISIBLE_DEVICES": "7"})
     assert cpu_only["CUDA_VISIBLE_DEVICES"] == "7"  # left alone without GPUs
-    assert "CUDA_VISIBLE_DEVICES" not in resources.worker_env(n_jobs=1, gpus=[], base={})
+    with pytest.MonkeyPatch.context() as m:  # a driver is loaded: nothing hidden
+        m.setattr(resources, "_NVIDIA_DRIVER", tmp_path)
+        assert "CUDA_VISIBLE_DEVICES" not in resources.worker_env(n_jobs=1, gpus=[], base={})
 
 
 def test_gpu_detection_respects_cuda_visible_devices(monkeypatch):
