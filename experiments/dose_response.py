@@ -86,7 +86,7 @@ def run_unit(unit) -> Iterator[dict[str, Any]]:
     model_cfg = unit.model_config()
     sim_cfg = unit.simulation_config()
     start = time.perf_counter()
-    train_data, test_data = simulate_unit(model_cfg, unit.nphotons, sim_cfg)
+    train_data, test_data = simulate_unit(model_cfg, unit.nphotons, sim_cfg, workers=unit.threads)
     sim_s = time.perf_counter() - start
     start = time.perf_counter()
     models = model_lib.build_models(model_cfg, probe=train_data.probe,

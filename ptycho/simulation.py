@@ -532,7 +532,7 @@ def simulate(obj, probe, positions, nphotons: float, rng: np.random.Generator,
         nphotons: expected photons per pattern (> 0).
         rng: numpy Generator (consumed: a second call with the same generator gives new noise).
         intensity_scale: fixed amplitude scale ``s`` (> 0); ``None`` fits it to ``nphotons``.
-        workers: threads (default: all cores).
+        workers: threads (default: the cores this process may use, its CPU affinity).
 
     Returns:
         :class:`DiffractionData` with ``X (B, N, N, C) float32``, ``coords (B, 1, 2, C)``, ...
@@ -557,7 +557,10 @@ def simulate(obj, probe, positions, nphotons: float, rng: np.random.Generator,
         intensity_scale = _check_nonneg_float("intensity_scale", intensity_scale, positive=True)
     if not isinstance(rng, np.random.Generator):
         raise ValueError(f"rng must be a numpy.random.Generator; got {type(rng).__name__}")
-    workers = (os.cpu_count() or 1) if workers is None else max(1, int(workers))
+    if workers is None:  # the cores this process may use (its affinity, where there is one)
+        affinity = getattr(os, "sched_getaffinity", None)
+        workers = len(affinity(0)) if affinity else (os.cpu_count() or 1)
+    workers = max(1, int(workers))
 
     X, patches, s = _simulate_flat(obj, probe, pos.reshape(B * C, 2), nphotons, rng,
                                    intensity_scale, workers)
@@ -600,7 +603,8 @@ def _grid_centres(object_size: int, N: int, buffer: float, n: int) -> np.ndarray
 
 
 def simulate_unit(model_cfg: ModelConfig, nphotons: float, sim_cfg: SimulationConfig,
-                  probe=None) -> tuple[DiffractionData, DiffractionData]:
+                  probe=None, workers: int | None = None
+                  ) -> tuple[DiffractionData, DiffractionData]:
     """Training and test sets for one (N, gridsize, dose) unit.
 
     * Probe: ``probe`` or ``get_default_probe(N, 'np', model_cfg.probe_scale,
@@ -625,6 +629,8 @@ def simulate_unit(model_cfg: ModelConfig, nphotons: float, sim_cfg: SimulationCo
         nphotons: expected photons per pattern (> 0).
         sim_cfg: object, scan and sizes.
         probe: optional ``(N, N)`` complex probe.
+        workers: threads for the FFTs and noise (default: the cores this process may use);
+            a runner's task passes its unit's thread budget. Results do not depend on it.
 
     Returns:
         ``(train, test)`` :class:`DiffractionData`.
@@ -665,11 +671,12 @@ def simulate_unit(model_cfg: ModelConfig, nphotons: float, sim_cfg: SimulationCo
         train_pos = groups(centres, scan_rng)
     else:
         train_pos = groups(_grid_centres(size, N, group_buf, sim_cfg.n_train), scan_seq)
-    train = simulate(train_obj, probe, train_pos, nphotons, np.random.default_rng(train_noise_seq))
+    train = simulate(train_obj, probe, train_pos, nphotons, np.random.default_rng(train_noise_seq),
+                     workers=workers)
 
     # Test: a different object on a regular grid, same instrument scale.
     test_obj = make_object(sim_cfg.object_kind, size, test_seed, sim_cfg.max_phase)
     test_pos = groups(_grid_centres(size, N, group_buf, sim_cfg.n_test), test_jitter_seq)
     test = simulate(test_obj, probe, test_pos, nphotons, np.random.default_rng(test_noise_seq),
-                    intensity_scale=train.intensity_scale)
+                    intensity_scale=train.intensity_scale, workers=workers)
     return train, test
