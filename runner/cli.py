@@ -7,7 +7,10 @@ Commands::
                      [--force] [--dry-run] [--no-progress]
     ptycho-sweep status DIR       arms by status (and pending arms), per-unit status
     ptycho-sweep aggregate DIR    pivot tables of the metrics by dose; saves DIR/aggregate.csv
-    ptycho-sweep plot DIR         DIR/dose_response.png and DIR/reconstructions.png
+    ptycho-sweep plot DIR         DIR/dose_response.png, reconstructions.png, training_curves.png
+    ptycho-sweep --version
+
+-v/-q go before or after the command.
 
 Exit status: 0 when every arm is ok, 1 when any arm failed, timed out, crashed or is still
 pending, 2 for bad input (invalid sweep file, missing directory, unknown or unavailable
@@ -28,18 +31,89 @@ __all__ = ["main", "build_parser"]
 
 EXIT_OK, EXIT_NOT_OK, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
+_EXIT_CODES = """exit status:
+  0    every arm of the sweep is ok
+  1    some arm failed, timed out, crashed or is still pending
+  2    bad input: invalid sweep file or override, missing directory, unknown or
+       unavailable backend, unreachable scheduler (nothing is started or written)
+  130  interrupted (Ctrl-C or SIGTERM); finished arms are kept, re-run to resume"""
+
+_MAIN_EPILOG = f"""typical session:
+  ptycho-sweep run experiments/smoke.toml          # writes results/smoke/
+  ptycho-sweep status results/smoke                # arms by status, failures with errors
+  ptycho-sweep aggregate results/smoke             # metric tables by dose
+  ptycho-sweep plot results/smoke                  # the figures
+
+'ptycho-sweep COMMAND --help' describes each command; -v/-q also work after it.
+
+{_EXIT_CODES}"""
+
+_RUN_DESCRIPTION = """\
+Run a sweep file: one fresh worker process per (N, gridsize, nphotons) unit, which runs
+the unit's arms (loss x seed). Every arm is recorded in OUT/records/ the moment it ends,
+and OUT/metrics.parquet (and .csv) gather them into one table.
+
+Running again into the same directory resumes: arms already ok are skipped, the others
+are retried (--force reruns everything). Progress: a bar on a terminal, otherwise one log
+line per finished unit (status, elapsed time, ETA). At the end: the output directory,
+arms per status and what to run next."""
+
+_RUN_EXAMPLES = """\
+  ptycho-sweep run experiments/smoke.toml
+  ptycho-sweep run experiments/dose_response.toml --n-jobs 4 --out results/dose
+  ptycho-sweep run experiments/dose_response.toml training.nepochs=5 grid.N=[32]
+  ptycho-sweep run experiments/smoke.toml --dry-run        # the plan, nothing run
+  ptycho-sweep run experiments/smoke.toml -q               # log warnings/errors only
+  ptycho-sweep run SWEEP.toml --backend dask --scheduler tcp://HOST:8786"""
+
+#: The commands reading a sweep output directory: name -> (summary, description, examples).
+_DIR_COMMANDS = {
+    "status": (
+        "arms of a sweep output by status",
+        "Count the arms of a sweep output directory by status (ok, failed, timeout,\n"
+        "crashed, and pending: planned in DIR/sweep.toml but not recorded), list the units\n"
+        "and the error of every arm that is not ok. Exit status 0 only if all are ok.",
+        "  ptycho-sweep status results/smoke\n"
+        "  ptycho-sweep status results/smoke || less results/smoke/units/*/worker.log"),
+    "aggregate": (
+        "metric tables by dose; writes DIR/aggregate.csv",
+        "Print each metric as a table, one row per N / gridsize / loss and one column per\n"
+        "dose (mean over the seeds of the ok arms), and write the long form (mean, std and\n"
+        "number of seeds) to DIR/aggregate.csv.",
+        "  ptycho-sweep aggregate results/smoke\n"
+        "  ptycho-sweep aggregate results/smoke > tables.txt"),
+    "plot": (
+        "figures: dose response, reconstructions, training curves",
+        "Write the figures of a sweep output directory:\n"
+        "  DIR/dose_response.png    SSIM, PSNR and FRC50 against dose, failures marked\n"
+        "  DIR/reconstructions.png  ground truth and reconstructions, with their scores\n"
+        "  DIR/training_curves.png  training and validation loss per epoch",
+        "  ptycho-sweep plot results/smoke\n"
+        "  ptycho-sweep plot docs/results/dose_response_cpu"),
+}
+
+
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``ptycho-sweep``."""
     p = argparse.ArgumentParser(
-        prog="ptycho-sweep",
-        description="Process-isolated dose-response sweeps of the ptycho model.",
-        epilog="Exit status: 0 all arms ok, 1 some arm not ok, 2 bad input.")
-    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    p.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+        prog="ptycho-sweep", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Process-isolated dose-response sweeps of the ptycho model: every\n"
+                    "(N, gridsize, nphotons) unit runs in its own fresh Python process.",
+        epilog=_MAIN_EPILOG)
+    p.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    _add_verbosity(p, False)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    verbosity = argparse.ArgumentParser(add_help=False)  # -v/-q after the command too
+    _add_verbosity(verbosity, argparse.SUPPRESS)
 
-    run = sub.add_parser("run", help="run (or resume) a sweep")
+    def command(name: str, summary: str, description: str, examples: str):
+        return sub.add_parser(name, help=summary, parents=[verbosity],
+                              formatter_class=argparse.RawDescriptionHelpFormatter,
+                              description=description,
+                              epilog=f"examples:\n{examples}\n\n{_EXIT_CODES}")
+
+    run = command("run", "run (or resume) a sweep", _RUN_DESCRIPTION, _RUN_EXAMPLES)
     run.add_argument("sweep", help="sweep file (TOML)")
     run.add_argument("overrides", nargs="*", metavar="SECTION.KEY=VALUE",
                      help="settings over the file's, TOML values: training.nepochs=5 "
@@ -66,12 +140,28 @@ def build_parser() -> argparse.ArgumentParser:
                      help="validate and print the plan; start and write nothing")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
 
-    for name, text in (("status", "arms of a sweep output by status"),
-                       ("aggregate", "metric pivot tables by dose; writes aggregate.csv"),
-                       ("plot", "dose_response.png and reconstructions.png")):
-        sp = sub.add_parser(name, help=text)
-        sp.add_argument("dir", help="sweep output directory")
+    for name, (summary, description, examples) in _DIR_COMMANDS.items():
+        sp = command(name, summary, description, examples)
+        sp.add_argument("dir", help="sweep output directory (the --out of run)")
     return p
+
+
+def _add_verbosity(parser: argparse.ArgumentParser, default) -> None:
+    # the copies after the command default to SUPPRESS: unset, they keep the main parser's value
+    parser.add_argument("-v", "--verbose", action="store_true", default=default,
+                        help="debug logging")
+    parser.add_argument("-q", "--quiet", action="store_true", default=default,
+                        help="log warnings and errors only (results and the final summary "
+                             "are still printed)")
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("ptycho-sweep")
+    except PackageNotFoundError:  # running from a checkout that was never installed
+        return "unknown (not installed)"
 
 
 @contextlib.contextmanager
@@ -97,7 +187,8 @@ def _error(msg: str) -> int:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from .executors import BackendError
-    from .orchestrator import TableError, plan_run, run_sweep
+    from .orchestrator import OutputError, plan_run, resolve_out, run_sweep
+    from .progress import run_summary
     from .resources import usable_cores
     from .sweep import SweepError, load_sweep
 
@@ -129,13 +220,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
         return EXIT_BAD_INPUT
     except BackendError as exc:
         return _error(str(exc))
-    except TableError as exc:
+    except OutputError as exc:
         print(f"ptycho-sweep: error: {exc}", file=sys.stderr)
         return EXIT_NOT_OK
     # this sweep's arms (the directory may hold more: a study grown in place)
     mine = {a.arm_id for u in sweep.plan() for a in u.arms}
     status = df.loc[df["arm_id"].isin(mine), "status"]
     all_ok = len(status) == len(mine) and bool((status == "ok").all())
+    print(f"\nsweep {sweep.name} finished: " + ("all arms ok" if all_ok else "NOT all ok"))
+    print(run_summary(df, resolve_out(sweep, args.out), mine))
     return EXIT_OK if all_ok else EXIT_NOT_OK
 
 

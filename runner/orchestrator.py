@@ -22,7 +22,6 @@ import fcntl
 import logging
 import os
 import signal
-import sys
 import threading
 import time
 import uuid
@@ -34,12 +33,13 @@ from typing import Any
 from .executors import AttemptJob, AttemptResult, Executor, get_executor
 from .outdir import check_output_dir
 from .paths import OutputPaths
+from .progress import RunProgress
 from .report import summary_text
 from .store import atomic_write_json, atomic_write_text, consolidate, read_record, read_records
 from .sweep import Problem, Sweep, SweepError, UnitPlan, load_sweep
 from .unit import Arm
 
-__all__ = ["run_sweep", "plan_run", "resolve_out", "RunPlan", "DEFAULT_ROOT", "TableError"]
+__all__ = ["run_sweep", "plan_run", "resolve_out", "RunPlan", "DEFAULT_ROOT", "OutputError"]
 
 log = logging.getLogger(__name__)
 
@@ -213,8 +213,8 @@ def _crash_error(res: AttemptResult) -> str:
 class _Run:
     """State of one run: shared by the joblib threads (progress) and the main thread."""
 
-    def __init__(self, plan: RunPlan, executor: Executor, bar, run_id: str):
-        self.plan, self.executor, self.bar, self.run_id = plan, executor, bar, run_id
+    def __init__(self, plan: RunPlan, executor: Executor, progress: RunProgress, run_id: str):
+        self.plan, self.executor, self.progress, self.run_id = plan, executor, progress, run_id
         self.sweep, self.paths = plan.sweep, plan.paths
         self.cwd = Path.cwd()
         self._lock = threading.Lock()
@@ -229,9 +229,7 @@ class _Run:
                 return
             self._settled.add(arm_id)
             self._counts[status] = self._counts.get(status, 0) + 1
-            if self.bar is not None:
-                self.bar.update(1)
-                self.bar.set_postfix(self._counts, refresh=False)
+            self.progress.arm_done(status)
 
     def _poll(self, unit: UnitPlan, arms: list[Arm], attempt_id: str) -> None:
         now = time.monotonic()
@@ -248,6 +246,7 @@ class _Run:
     def run_unit(self, unit: UnitPlan, arms: list[Arm]) -> str:
         paths, sweep = self.paths, self.sweep
         pending = list(arms)
+        self.progress.unit_started(unit.unit_id)
         for attempt in range(1, sweep.retries + 2):
             attempt_id = f"{self.run_id}-{attempt}"
             spec = unit.to_unit(sweep, paths, pending, attempt, attempt_id)
@@ -304,14 +303,6 @@ class _Run:
         return crashed
 
 
-def _make_bar(plan: RunPlan, progress: bool):
-    if not progress or not sys.stderr.isatty() or plan.n_run == 0:
-        return None
-    from tqdm import tqdm
-
-    return tqdm(total=plan.n_run, unit="arm", desc=plan.sweep.name, dynamic_ncols=True)
-
-
 def _refresh_records(paths: OutputPaths, records: dict[str, dict], unit: UnitPlan) -> None:
     for a in unit.arms:
         rec = read_record(paths, a.arm_id)
@@ -327,8 +318,9 @@ def _consolidate(paths: OutputPaths, records: Mapping[str, Mapping[str, Any]] | 
         return None
 
 
-class TableError(RuntimeError):
-    """The results table could not be written (the records on disk are kept)."""
+class OutputError(RuntimeError):
+    """The output directory could not be written (disk full, permissions...), or the results
+    table could not be built; whatever was recorded before stays on disk."""
 
 
 def run_sweep(sweep: str | Path | Mapping[str, Any] | Sweep, out_dir: str | Path | None = None,
@@ -360,7 +352,7 @@ def run_sweep(sweep: str | Path | Mapping[str, Any] | Sweep, out_dir: str | Path
         SweepError: invalid sweep or output directory (nothing run).
         BackendError: unknown or unavailable backend, bad backend options, or a cluster
             that cannot be reached (nothing run).
-        TableError: the arms ran but the results table could not be written.
+        OutputError: the arms ran but the results table could not be written.
         KeyboardInterrupt: interrupted; running workers were killed, finished arms kept.
     """
     sw = load_sweep(sweep, overrides=overrides)
@@ -383,6 +375,10 @@ def run_sweep(sweep: str | Path | Mapping[str, Any] | Sweep, out_dir: str | Path
             plan = plan_run(sw, out, force)
             with executor:  # started (e.g. connected to a cluster) before anything is written
                 df = _run_locked(plan, executor, progress)
+    except OSError as exc:  # e.g. disk full while writing unit files or records
+        raise OutputError(f"cannot write to the output directory {out}: "
+                          f"{exc.strerror or exc}; the arms recorded so far are kept: free "
+                          f"space (or fix permissions) and run again to resume") from exc
     except BaseException:
         if created and not any(p.name != paths.lock.name for p in out.iterdir()):
             with contextlib.suppress(OSError):
@@ -390,7 +386,7 @@ def run_sweep(sweep: str | Path | Mapping[str, Any] | Sweep, out_dir: str | Path
                 out.rmdir()
         raise
     if df is None:
-        raise TableError(f"could not write the results table {paths.metrics_parquet} (see the "
+        raise OutputError(f"could not write the results table {paths.metrics_parquet} (see the "
                          f"log above); the arms' records are kept in {paths.root}: fix the "
                          f"cause and run again to rebuild it")
     log.info("sweep %s finished:\n%s", sw.name, summary_text(df))
@@ -423,8 +419,9 @@ def _execute(plan: RunPlan, executor: Executor, records: dict[str, dict], progre
     from joblib import Parallel, delayed
 
     by_id = {u.unit_id: u for u in plan.units}
-    bar = _make_bar(plan, progress)
-    run = _Run(plan, executor, bar, uuid.uuid4().hex[:12])
+    tracker = RunProgress.for_plan(plan, bar=progress)  # a bar only on a terminal
+    bar = tracker.bar
+    run = _Run(plan, executor, tracker, uuid.uuid4().hex[:12])
     redirect = contextlib.nullcontext()
     if bar is not None:  # route console log lines through tqdm.write (bar stays intact)
         from tqdm.contrib.logging import logging_redirect_tqdm
@@ -442,11 +439,9 @@ def _execute(plan: RunPlan, executor: Executor, records: dict[str, dict], progre
                 _refresh_records(plan.paths, records, by_id[uid])
                 _consolidate(plan.paths, records)
                 statuses = [records.get(a.arm_id, {}).get("status") for a in by_id[uid].arms]
-                log.info("unit %s done: %s", uid, ", ".join(
-                    f"{statuses.count(s)} {s}" for s in dict.fromkeys(statuses)))
+                tracker.unit_done(uid, statuses)  # one log line: statuses, time, ETA
     except BaseException:
         executor.cancel()
         raise
     finally:
-        if bar is not None:
-            bar.close()
+        tracker.close()

@@ -180,7 +180,7 @@ def test_no_run_exits_0_without_a_table(tmp_path, monkeypatch, capsys):
     assert cli.main(["run", str(path), "--out", str(tmp_path / "out"), "--no-progress"]) == 1
     assert "could not write the results table" in capsys.readouterr().err
     assert time.monotonic() - t0 < 60
-    with pytest.raises(orchestrator.TableError):
+    with pytest.raises(orchestrator.OutputError):
         runner.run_sweep(load_sweep(path), tmp_path / "out2", progress=False)
 
 
@@ -192,3 +192,15 @@ def test_sweep_errors_are_data(tmp_path):
     by_key = {p.key: p for p in err.value.problems}
     assert by_key["grid.N"].value == 48 and "power of two" in by_key["grid.N"].allowed
     assert by_key["training.nepochs"].value == 0
+
+
+def test_disk_full_is_one_line_and_not_ok(tmp_path, monkeypatch, capsys):
+    path = write_sweep(tmp_path / "s.toml", sweep_dict())
+
+    def full(*a, **k):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(orchestrator, "atomic_write_json", full)
+    assert cli.main(["run", str(path), "--out", str(tmp_path / "out"), "--no-progress"]) == 1
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("ptycho-sweep")]
+    assert len(err) == 1 and "No space left on device" in err[0] and "run again" in err[0]
