@@ -1,7 +1,10 @@
 """Worker entry point: ``python -m runner.worker <unit.json>`` runs one unit, then exits.
 
 The worker is started by the orchestrator in a fresh interpreter and a new session (its own
-process group). It
+process group). On Linux it makes itself a child subreaper (:func:`runner.proctree.
+become_subreaper`), so processes its task starts stay in its tree even if they start their own
+session and their parent exits; when it exits it kills every descendant left. Limits (timeouts,
+memory) are enforced by its supervisor from outside (:mod:`runner.attempt`). It
 
 1. reads ``unit.json`` (the only channel from the orchestrator) into a :class:`runner.Unit`;
 2. starts a daemon watchdog thread that kills the worker's process group when its parent (the
@@ -18,16 +21,30 @@ process group). It
    arms left without a record as ``crashed``.
 
 Record precedence: the worker sets ``sweep, arm_id, unit_id, N, gridsize, nphotons, loss, seed,
-pid, wall_s, peak_rss_mb, attempt, attempt_id``; a task value for one of these that disagrees is
-kept as ``task_<key>`` (with a warning), never silently replacing the worker's. ``status`` is
-``ok`` unless the task returns ``status="failed"`` (with its ``error`` text) for that arm; any
-other task ``status`` is kept as ``task_status``. Every other task key is recorded as given
-(numpy values are converted to Python values).
+pid, wall_s, peak_rss_mb, attempt, attempt_id`` and the provenance columns ``started_at,
+ended_at, host, package_version, git_commit, python_version, numpy_version, tensorflow_version``
+(:mod:`runner.provenance`); a task value for one of these that disagrees is kept as
+``task_<key>`` (with a warning), never silently replacing the worker's. The training settings
+``nepochs, batch_size, learning_rate, n_train`` are filled from the unit's settings unless the
+task returns its own. ``status`` is ``ok`` unless the task returns ``status="failed"`` or
+``"oom"`` (with its ``error`` text) for that arm; any other task ``status`` is kept as
+``task_status``. Every other task key is recorded as given (numpy values are converted to
+Python values).
+
+``peak_rss_mb`` is the arm's own peak resident memory: on Linux the kernel's high-water mark
+(``VmHWM``) is reset when the arm starts (writing ``5`` to ``/proc/self/clear_refs``) and read
+when its record is written; the first arm's window starts when the task is called (so it
+includes the task's setup). Where the reset is not possible it is the process's peak so far
+(``ru_maxrss``). The outcome's ``peak_rss_mb`` is the process's peak over the whole unit.
 
 Failures: if the task raises (on the call or while iterating), every arm not yet recorded gets
-``status="failed"``, ``error="ExcType: message"`` and ``error_traceback`` (the last 20 lines).
-Arms the task never returned are ``failed`` with an explicit error; a record with an unknown or
-repeated ``arm_id`` is an error of the task (remaining arms failed).
+``status="failed"`` (``"oom"`` for a MemoryError or TensorFlow's ResourceExhaustedError),
+``error="ExcType: message"`` and ``error_traceback`` (the last 20 lines). Arms the task never
+returned are ``failed`` with an explicit error; a record with an unknown or repeated ``arm_id``
+is an error of the task (remaining arms failed). A record that cannot be written (unserialisable
+value, full or read-only disk) makes its arm ``failed``, never ``ok``: a smaller record saying
+why is written in its place, and if even that fails the arm is left without a record, the
+outcome is ``failed`` and the task is stopped (storage is broken).
 """
 
 from __future__ import annotations
@@ -46,6 +63,8 @@ from pathlib import Path
 from typing import Any
 
 from .paths import OutputPaths
+from .proctree import become_subreaper, kill_descendants
+from .provenance import arm_provenance, utc_now
 from .store import atomic_write_json, read_json
 from .taskref import import_task
 from .unit import Arm, Unit
@@ -56,15 +75,59 @@ log = logging.getLogger("runner.worker")
 
 #: Record keys owned by the worker (see the module docstring for precedence).
 RESERVED_KEYS = ("sweep", "arm_id", "unit_id", "N", "gridsize", "nphotons", "loss", "seed",
-                 "pid", "wall_s", "peak_rss_mb", "attempt", "attempt_id")
+                 "pid", "wall_s", "peak_rss_mb", "attempt", "attempt_id",
+                 "started_at", "ended_at", "host", "package_version", "git_commit",
+                 "python_version", "numpy_version", "tensorflow_version")
+#: Statuses a task may give an arm itself.
+TASK_STATUSES = ("failed", "oom")
+#: Exceptions (by class name, anywhere in the MRO) that mean out of memory.
+OOM_ERRORS = ("MemoryError", "ResourceExhaustedError")
 TRACEBACK_LINES = 20
 PARENT_ENV = "PTYCHO_SWEEP_PARENT_PID"
 
 
 def peak_rss_mb() -> float:
-    """Peak resident set size of this process in MiB."""
+    """Peak resident set size of this process in MiB (since the last :class:`ArmPeak` reset)."""
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return round(rss / (1024 * 1024 if sys.platform == "darwin" else 1024), 1)
+
+
+class ArmPeak:
+    """Per-arm peak RSS (see the module docstring): :meth:`reset` at an arm's start,
+    :meth:`read` at its end; :attr:`process_mb` keeps the process's overall peak."""
+
+    CLEAR_REFS = "/proc/self/clear_refs"
+    STATUS = "/proc/self/status"
+
+    def __init__(self) -> None:
+        self.process_mb = 0.0
+        self.per_arm = self.reset()
+
+    def _hwm_mb(self) -> float:
+        try:
+            with open(self.STATUS, encoding="ascii") as fh:
+                for line in fh:
+                    if line.startswith("VmHWM:"):
+                        return round(int(line.split()[1]) / 1024, 1)
+        except (OSError, ValueError, IndexError):
+            pass
+        return peak_rss_mb()
+
+    def reset(self) -> bool:
+        """Start a new window; False if the high-water mark cannot be reset here."""
+        self.process_mb = max(self.process_mb, self._hwm_mb())
+        try:
+            with open(self.CLEAR_REFS, "w", encoding="ascii") as fh:
+                fh.write("5")
+            return True
+        except OSError:
+            return False
+
+    def read(self) -> float:
+        """Peak RSS (MiB) of the current window (the process's so far if not resettable)."""
+        mb = self._hwm_mb()
+        self.process_mb = max(self.process_mb, mb)
+        return mb if self.per_arm else self.process_mb
 
 
 def _tail(text: str, n: int = TRACEBACK_LINES) -> str:
@@ -72,34 +135,38 @@ def _tail(text: str, n: int = TRACEBACK_LINES) -> str:
 
 
 # -- records ---------------------------------------------------------------------------------
-def _base_record(unit: Unit, arm: Arm, wall_s: float) -> dict[str, Any]:
+def _base_record(unit: Unit, arm: Arm, wall_s: float, peak_mb: float | None = None,
+                 started_at: str | None = None) -> dict[str, Any]:
     return {
         "sweep": unit.sweep, "arm_id": arm.arm_id, "unit_id": unit.unit_id, "N": unit.N,
         "gridsize": unit.gridsize, "nphotons": unit.nphotons, "loss": arm.loss,
         "seed": arm.seed, "status": "ok", "error": None, "pid": os.getpid(),
-        "wall_s": round(wall_s, 3), "peak_rss_mb": peak_rss_mb(),
+        "wall_s": round(wall_s, 3),
+        "peak_rss_mb": peak_rss_mb() if peak_mb is None else peak_mb,
         "attempt": unit.attempt, "attempt_id": unit.attempt_id,
+        **arm_provenance(unit, started_at, utc_now()),
     }
 
 
-def build_record(unit: Unit, arm: Arm, returned: Mapping[str, Any],
-                 wall_s: float) -> dict[str, Any]:
+def build_record(unit: Unit, arm: Arm, returned: Mapping[str, Any], wall_s: float,
+                 peak_mb: float | None = None, started_at: str | None = None) -> dict[str, Any]:
     """Merge a task's dict for ``arm`` with the worker's columns (precedence as documented)."""
-    rec = _base_record(unit, arm, wall_s)
+    rec = _base_record(unit, arm, wall_s, peak_mb, started_at)
     for key, value in returned.items():
         key = str(key)
         if key == "arm_id":
             continue
         if key == "status":
-            if value == "failed":
-                rec["status"] = "failed"
-                rec["error"] = str(returned.get("error") or "the task reported this arm failed")
+            if value in TASK_STATUSES:
+                rec["status"] = value
+                rec["error"] = str(returned.get("error") or f"the task reported this arm "
+                                                            f"{value}")
             elif value != "ok":
                 rec["task_status"] = value
                 log.warning("arm %s: task status %r ignored (only 'ok'/'failed' allowed)",
                             arm.arm_id, value)
         elif key == "error":
-            if returned.get("status") != "failed" and value is not None:
+            if returned.get("status") not in TASK_STATUSES and value is not None:
                 rec["task_error"] = value
         elif key in RESERVED_KEYS:
             if value != rec[key]:
@@ -111,16 +178,25 @@ def build_record(unit: Unit, arm: Arm, returned: Mapping[str, Any],
     return rec
 
 
-def _failed_record(unit: Unit, arm: Arm, wall_s: float, error: str,
-                   tb: str | None) -> dict[str, Any]:
-    rec = _base_record(unit, arm, wall_s)
-    rec.update(status="failed", error=error)
+def _failed_record(unit: Unit, arm: Arm, wall_s: float, error: str, tb: str | None,
+                   peak_mb: float | None = None, started_at: str | None = None,
+                   status: str = "failed") -> dict[str, Any]:
+    rec = _base_record(unit, arm, wall_s, peak_mb, started_at)
+    rec.update(status=status, error=error)
     if tb:
         rec["error_traceback"] = tb
     return rec
 
 
 # -- the protocol ----------------------------------------------------------------------------
+class _StorageBroken(Exception):
+    """Not even a failed arm's record could be written: stop the task."""
+
+
+def _is_oom(exc: BaseException) -> bool:
+    return any(c.__name__ in OOM_ERRORS for c in type(exc).__mro__)
+
+
 def execute(unit: Unit, task: Callable | None = None) -> dict[str, Any]:
     """Run ``unit`` in this process: call the task, write every arm's record and the outcome.
 
@@ -130,16 +206,40 @@ def execute(unit: Unit, task: Callable | None = None) -> dict[str, Any]:
     paths = OutputPaths(unit.paths["out_dir"])
     unit.artifact_dir.mkdir(parents=True, exist_ok=True)
     start = last = time.monotonic()
+    last_utc = utc_now()
+    peak = ArmPeak()
     pending: dict[str, Arm] = {a.arm_id: a for a in unit.arms}
     statuses: dict[str, str] = {}
     error = tb = None
 
-    def write(rec: dict[str, Any]) -> None:
-        atomic_write_json(paths.record(rec["arm_id"]), rec)
-        statuses[rec["arm_id"]] = rec["status"]
-        log.info("arm %s (%s, seed %s): %s in %.1f s%s", rec["arm_id"], rec["loss"],
-                 rec["seed"], rec["status"], rec["wall_s"],
+    def write(rec: dict[str, Any]) -> bool:
+        """Write ``rec``; on failure write a failed record saying why. Never raises (but
+        KeyboardInterrupt); the arm's status is ``ok`` only if its ok record is on disk."""
+        nonlocal last, last_utc
+        arm_id = rec["arm_id"]
+        try:
+            atomic_write_json(paths.record(arm_id), rec)
+            written = True
+        except Exception as exc:
+            why = f"the arm's record could not be written: {type(exc).__name__}: {exc}"
+            log.error("arm %s: %s", arm_id, why)
+            keep = {k: rec[k] for k in (*RESERVED_KEYS, "nepochs", "batch_size",
+                                        "learning_rate", "n_train") if k in rec}
+            rec = {**keep, "status": "failed", "error": why}
+            try:
+                atomic_write_json(paths.record(arm_id), rec)
+                written = True
+            except Exception as exc2:
+                log.error("arm %s: not even its failed record could be written (%s: %s); it "
+                          "is left without a record", arm_id, type(exc2).__name__, exc2)
+                written = False
+        statuses[arm_id] = rec["status"]
+        log.info("arm %s (%s, seed %s): %s in %.1f s, peak RSS %s MiB%s", arm_id, rec["loss"],
+                 rec["seed"], rec["status"], rec["wall_s"], rec.get("peak_rss_mb"),
                  f": {rec['error']}" if rec["error"] else "")
+        last, last_utc = time.monotonic(), utc_now()
+        peak.reset()
+        return written
 
     log.info("unit %s attempt %d: %d arm(s), task %s, pid %d, threads %s", unit.unit_id,
              unit.attempt, len(unit.arms), unit.task, os.getpid(), unit.threads)
@@ -163,30 +263,41 @@ def execute(unit: Unit, task: Callable | None = None) -> dict[str, Any]:
                 if arm_id not in pending:
                     raise ValueError(f"task {unit.task} returned unexpected arm_id {arm_id!r}; "
                                      f"this attempt's arms are {', '.join(pending) or 'none'}")
-                write(build_record(unit, pending.pop(arm_id), item, now - last))
-                last = now
+                try:
+                    rec = build_record(unit, pending.pop(arm_id), item, now - last, peak.read(),
+                                       last_utc)
+                except Exception as exc:  # e.g. a key whose str() raises
+                    rec = _failed_record(unit, unit.arm(arm_id), now - last,
+                                         f"the arm's record could not be built: "
+                                         f"{type(exc).__name__}: {exc}", None, peak.read(),
+                                         last_utc)
+                if not write(rec):
+                    raise _StorageBroken(f"records cannot be written in {paths.records_dir}")
         finally:
             close = getattr(it, "close", None)
             if close is not None:
                 close()
     except (Exception, SystemExit) as exc:
-        error = f"{type(exc).__name__}: {exc}"
+        error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         tb = _tail(traceback.format_exc())
         log.error("task failed: %s\n%s", error, traceback.format_exc())
+        status = "oom" if _is_oom(exc) else "failed"
         now = time.monotonic()
         for arm in list(pending.values()):
-            write(_failed_record(unit, arm, now - last, error, tb))
+            write(_failed_record(unit, arm, now - last, error, tb, peak.read(), last_utc,
+                                 status=status))
         pending.clear()
     now = time.monotonic()
     for arm in list(pending.values()):  # the task finished without returning these arms
         write(_failed_record(unit, arm, now - last,
-                             f"task {unit.task} returned no record for arm {arm.arm_id}", None))
+                             f"task {unit.task} returned no record for arm {arm.arm_id}", None,
+                             peak.read(), last_utc))
     ok = all(s == "ok" for s in statuses.values())
     outcome = {
         "status": "ok" if ok else "failed", "unit_id": unit.unit_id, "attempt": unit.attempt,
         "attempt_id": unit.attempt_id, "pid": os.getpid(), "arms": statuses,
         "error": error, "traceback": tb, "wall_s": round(now - start, 3),
-        "peak_rss_mb": peak_rss_mb(),
+        "peak_rss_mb": max(peak.process_mb, peak.read()),
     }
     atomic_write_json(paths.outcome(unit.unit_id), outcome)
     log.info("unit %s: %s in %.1f s", unit.unit_id, outcome["status"], outcome["wall_s"])
@@ -208,6 +319,7 @@ def _die(reason: str) -> None:
     try:
         sys.stderr.write(f"runner.worker pid {os.getpid()}: {reason}; exiting\n")
         sys.stderr.flush()
+        kill_descendants()
     finally:
         if os.getpgrp() == os.getpid():  # we lead our own group: take our children along
             os.killpg(os.getpgrp(), signal.SIGKILL)
@@ -256,6 +368,9 @@ def setup_logging(log_path: Path) -> None:
 
 
 def _exit(code: int) -> None:
+    n = kill_descendants()  # what the task started and left running (in any session)
+    if n:
+        log.warning("killed %d process(es) the task left running", n)
     logging.shutdown()
     for stream in (sys.stdout, sys.stderr):
         try:
@@ -273,6 +388,7 @@ def main(argv: list[str] | None = None) -> int:
         print("usage: python -m runner.worker <unit.json>", file=sys.stderr)
         return 2
     start_watchdog()
+    become_subreaper()
     faulthandler.enable()
     try:
         unit = Unit.from_dict(read_json(args[0]))

@@ -149,3 +149,140 @@ def test_atomic_json_and_table_columns(tmp_path):
 def test_empty_table_has_the_fixed_columns():
     df = records_frame([])
     assert list(df.columns) == list(COLUMNS) and len(df) == 0
+
+
+# -- records that cannot be written (D3), out of memory (D9), per-arm peak RSS (D12) ---------
+def test_a_record_that_cannot_be_written_is_an_error_never_ok(unit, monkeypatch):
+    """The last arm's record cannot be written, nor its failed record: the unit is not ok."""
+    import runner.worker as worker
+
+    last = unit.arms[-1].arm_id
+    real = worker.atomic_write_json
+
+    def write(path, obj):
+        if Path(path).name == f"{last}.json":
+            raise OSError(28, "No space left on device")
+        real(path, obj)
+
+    monkeypatch.setattr(worker, "atomic_write_json", write)
+    outcome = execute(unit, lambda u: ({"arm_id": a.arm_id, "amp_ssim": 0.5} for a in u.arms))
+    assert outcome["status"] == "failed" and outcome["arms"][last] == "failed"
+    assert "records cannot be written" in outcome["error"]
+    recs = records(unit)
+    assert last not in recs and all(r["status"] == "ok" for r in recs.values())
+
+
+def test_unwritable_records_stop_the_task(unit, monkeypatch):
+    import runner.worker as worker
+
+    real = worker.atomic_write_json
+
+    def write(path, obj):
+        if Path(path).parent.name == "records":
+            raise PermissionError(13, "Permission denied")
+        real(path, obj)
+
+    monkeypatch.setattr(worker, "atomic_write_json", write)
+    asked = []
+
+    def task(u):
+        for a in u.arms:
+            asked.append(a.arm_id)
+            yield {"arm_id": a.arm_id}
+
+    outcome = execute(unit, task)
+    assert outcome["status"] == "failed" and set(outcome["arms"].values()) == {"failed"}
+    assert len(asked) == 1  # storage is broken: the task is not asked for more arms
+    assert "records cannot be written" in outcome["error"]
+
+
+def test_an_unserialisable_record_becomes_a_failed_record(unit):
+    loop: dict = {}
+    loop["self"] = loop
+
+    def task(u):
+        yield {"arm_id": u.arms[0].arm_id, "bad": loop}
+        for a in u.arms[1:]:
+            yield {"arm_id": a.arm_id, "amp_ssim": 0.5}
+
+    outcome = execute(unit, task)
+    recs = records(unit)
+    bad = recs[unit.arms[0].arm_id]
+    assert bad["status"] == "failed" and "could not be written" in bad["error"]
+    assert bad["unit_id"] == unit.unit_id and bad["attempt_id"] == "run-1"
+    assert all(recs[a.arm_id]["status"] == "ok" for a in unit.arms[1:])  # the others ran
+    assert outcome["status"] == "failed"
+
+
+def test_memory_error_is_oom(unit):
+    def task(u):
+        yield {"arm_id": u.arms[0].arm_id}
+        raise MemoryError
+
+    outcome = execute(unit, task)
+    recs = records(unit)
+    assert recs[unit.arms[0].arm_id]["status"] == "ok"
+    for a in unit.arms[1:]:
+        assert recs[a.arm_id]["status"] == "oom" and recs[a.arm_id]["error"] == "MemoryError"
+    assert outcome["status"] == "failed"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="VmHWM reset is Linux-only")
+def test_peak_rss_is_each_arms_own(unit):
+    def task(u):
+        first, *rest = u.arms
+        block = bytearray(300 * 2**20)  # touched (zero-filled): resident
+        n = len(block)
+        del block  # freed before the arm ends: only its own window saw it
+        yield {"arm_id": first.arm_id, "n": n}
+        for a in rest:
+            yield {"arm_id": a.arm_id}
+
+    outcome = execute(unit, task)
+    recs = records(unit)
+    big = recs[unit.arms[0].arm_id]["peak_rss_mb"]
+    for a in unit.arms[1:]:
+        assert big - recs[a.arm_id]["peak_rss_mb"] > 200
+    assert outcome["peak_rss_mb"] >= big
+
+
+# -- provenance (issue 11 item 4) ------------------------------------------------------------
+def test_every_record_carries_its_provenance(unit):
+    import socket
+    import subprocess
+    from datetime import datetime
+    from importlib import metadata
+
+    from runner.provenance import git_commit
+    from runner.store import PROVENANCE
+
+    def task(u):
+        yield {"arm_id": u.arms[0].arm_id, "n_train": 7}  # the task's own value wins
+        raise RuntimeError("second arm fails")
+
+    execute(unit, task)
+    repo = Path(__file__).resolve().parents[1]
+    head = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True,
+                          text=True).stdout.strip()
+    tf = sys.modules.get("tensorflow")
+    for arm in unit.arms:
+        rec = records(unit)[arm.arm_id]
+        assert set(PROVENANCE) <= set(rec)
+        start, end = (datetime.fromisoformat(rec[k]) for k in ("started_at", "ended_at"))
+        assert start.utcoffset().total_seconds() == 0 and start <= end
+        assert rec["host"] == socket.gethostname()
+        assert rec["package_version"] == metadata.version("ptycho-sweep")
+        assert rec["git_commit"] == head and len(head) == 40
+        assert rec["python_version"] == ".".join(map(str, sys.version_info[:3]))
+        assert rec["numpy_version"] == np.__version__
+        assert rec["tensorflow_version"] == (tf.__version__ if tf else "")
+        assert rec["nepochs"] == unit.training["nepochs"]
+        assert rec["batch_size"] == unit.training["batch_size"]
+        assert rec["learning_rate"] == unit.training["learning_rate"]
+    recs = records(unit)
+    assert recs[unit.arms[0].arm_id]["n_train"] == 7
+    assert recs[unit.arms[1].arm_id]["n_train"] == unit.simulation["n_train"]
+    df = records_frame(recs.values())
+    assert all(str(df[c].dtype) == d for c, d in PROVENANCE.items())
+    # a directory that is not the top of a git checkout has no commit; never an error
+    assert git_commit(str(repo / "runner")) == "" and git_commit("/nonexistent") == ""

@@ -1,0 +1,104 @@
+"""Provenance of a record: when and where an arm ran, with which code, libraries and settings.
+
+The columns and their dtypes are declared once, in :data:`runner.store.PROVENANCE`; this module
+fills them. What cannot change during a process (host, package version, git commit, Python and
+numpy versions) is computed once per process, lazily, and never raises: an unknown value is an
+empty string. The TensorFlow version is read from ``sys.modules`` at record time, so it is set
+only when the task imported TensorFlow (the worker never imports it for this).
+
+``git_commit`` is ``git rev-parse HEAD`` of the checkout holding the ``runner`` package, only
+when that package directory is the top level of a git work tree (an installed copy inside some
+other repository does not report that repository's commit); it says nothing about uncommitted
+changes.
+"""
+
+from __future__ import annotations
+
+import functools
+import platform
+import socket
+import subprocess
+import sys
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+__all__ = ["utc_now", "process_provenance", "git_commit", "training_settings",
+           "arm_provenance", "PACKAGE"]
+
+#: Distribution name whose version is recorded.
+PACKAGE = "ptycho-sweep"
+#: Training settings recorded with every arm: column -> (unit section, key).
+TRAINING_SETTINGS = {"nepochs": ("training", "nepochs"), "batch_size": ("training", "batch_size"),
+                     "learning_rate": ("training", "learning_rate"),
+                     "n_train": ("simulation", "n_train")}
+
+
+def utc_now() -> str:
+    """The current time, UTC, ISO 8601 with milliseconds (``2024-05-01T12:00:00.123+00:00``)."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def _version(dist: str) -> str:
+    try:
+        return metadata.version(dist)
+    except Exception:  # PackageNotFoundError, broken metadata
+        return ""
+
+
+@functools.cache
+def git_commit(root: str | None = None) -> str:
+    """HEAD of the git checkout whose top level is ``root`` (default: the directory holding
+    the ``runner`` package); '' when it is not one, git is missing, or anything fails."""
+    root_path = Path(root) if root else Path(__file__).resolve().parent.parent
+    try:
+        out = subprocess.run(["git", "-C", str(root_path), "rev-parse", "--show-toplevel",
+                              "HEAD"], capture_output=True, text=True, timeout=10,
+                             stdin=subprocess.DEVNULL)
+        if out.returncode != 0:
+            return ""
+        top, head = out.stdout.split()[:2]
+        if Path(top).resolve() != root_path.resolve():
+            return ""
+        return head if len(head) == 40 else ""
+    except Exception:
+        return ""
+
+
+@functools.cache
+def process_provenance() -> dict[str, str]:
+    """The values that are the same for every record of this process."""
+    np = sys.modules.get("numpy")
+    return {
+        "host": socket.gethostname(),
+        "package_version": _version(PACKAGE),
+        "git_commit": git_commit(),
+        "python_version": platform.python_version(),
+        "numpy_version": str(getattr(np, "__version__", "") or _version("numpy")),
+    }
+
+
+def tensorflow_version() -> str:
+    """TensorFlow's version if this process imported it, else ''."""
+    tf = sys.modules.get("tensorflow")
+    return str(getattr(tf, "__version__", "") or "") if tf is not None else ""
+
+
+def training_settings(unit: Any) -> dict[str, Any]:
+    """``nepochs``, ``batch_size``, ``learning_rate`` (from ``unit.training``) and ``n_train``
+    (from ``unit.simulation``); None where the unit does not say. ``unit`` is a
+    :class:`runner.Unit` or the dict of a ``unit.json``."""
+    out = {}
+    for col, (section, key) in TRAINING_SETTINGS.items():
+        sec = unit.get(section) if isinstance(unit, Mapping) else getattr(unit, section, None)
+        out[col] = sec.get(key) if isinstance(sec, Mapping) else None
+    return out
+
+
+def arm_provenance(unit: Any, started_at: str | None, ended_at: str | None) -> dict[str, Any]:
+    """Every provenance column of one arm's record (see :data:`runner.store.PROVENANCE`)."""
+    return {"started_at": started_at or "", "ended_at": ended_at or "",
+            **process_provenance(), "tensorflow_version": tensorflow_version(),
+            **training_settings(unit)}
