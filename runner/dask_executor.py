@@ -15,9 +15,10 @@ Cluster
 
 Isolation
     The Dask task (:func:`run_unit_on_dask_worker`) starts ``python -m runner.worker unit.json``
-    on the worker machine through :func:`runner.executors.run_worker_process` -- the launcher of
-    the local backend: own session, per-unit timeout with SIGTERM then SIGKILL of the process
-    group, the thread environment of :func:`runner.resources.worker_env` (the worker host's
+    on the worker machine through :func:`runner.attempt.run_worker_process` -- the supervisor of
+    the local backend: own session, the unit's timeout, ``arm_timeout_s`` and ``memory_limit_mb``
+    enforced from outside the unit's process, SIGTERM then SIGKILL of its whole process tree,
+    the thread environment of :func:`runner.resources.worker_env` (the worker host's
     cores split between the units that host runs at once) -- and only returns when that
     process has ended. The Dask worker thread only waits; no task code runs in it.
 
@@ -253,7 +254,9 @@ def run_unit_on_dask_worker(payload: Mapping[str, Any]) -> dict[str, Any]:
                          f"worker {address} (host {socket.gethostname()}, pid {os.getpid()}, "
                          f"slot {slot}, {where}) =====\n".encode())
             job = AttemptJob(unit_id, unit_json, log_path, float(payload["timeout_s"]), cwd,
-                             on_poll=check_cancelled)
+                             on_poll=check_cancelled,
+                             arm_timeout_s=payload.get("arm_timeout_s"),
+                             memory_limit_mb=payload.get("memory_limit_mb"))
             shipped["result"] = run_worker_process(
                 job, env, grace_s=payload["grace_s"], poll_s=payload["poll_s"],
                 cancelled=cancelled)
@@ -300,6 +303,8 @@ class DaskExecutor(Executor):
         grace_s, poll_s: as for the local backend (SIGTERM grace, supervision interval).
         max_artifact_mb: artifacts shipped back per unit attempt (scratch mode).
         connect_timeout_s: time to reach the scheduler and to wait for a first worker.
+        arm_timeout_s, memory_limit_mb: default limits of the units that set none (enforced
+            on the Dask worker, see :mod:`runner.attempt`).
     """
 
     name = "dask"
@@ -307,8 +312,10 @@ class DaskExecutor(Executor):
     def __init__(self, n_jobs: int | None = None, *, scheduler: str | None = None,
                  gpus_per_unit: int | str = "auto", shared_dir: bool = False,
                  grace_s: float = 5.0, poll_s: float = 0.25, max_artifact_mb: float = 100.0,
-                 connect_timeout_s: float = 30.0, **options: Any):
+                 connect_timeout_s: float = 30.0, arm_timeout_s: float | None = None,
+                 memory_limit_mb: float | None = None, **options: Any):
         super().__init__(n_jobs, **options)
+        self._set_limits(arm_timeout_s, memory_limit_mb)
         self._requested_n_jobs = n_jobs
         if scheduler is not None and (not isinstance(scheduler, str) or not scheduler.strip()):
             raise BackendError(f"scheduler = {scheduler!r} is invalid: must be an address such "
@@ -455,6 +462,7 @@ class DaskExecutor(Executor):
                                "manager)")
         if self._cancelled.is_set():
             return AttemptResult(job.unit_id, None, None, cancelled=True)
+        job = self._with_limits(job)
         unit = read_json(job.unit_json)
         payload = {
             "unit_id": job.unit_id, "unit": unit, "unit_json": str(job.unit_json),
@@ -463,6 +471,7 @@ class DaskExecutor(Executor):
             "n_jobs": self.n_jobs, "host_slots": self._host_slots,
             "shared_dir": self.shared_dir, "grace_s": self.grace_s, "poll_s": self.poll_s,
             "max_artifact_bytes": self.max_artifact_bytes,
+            "arm_timeout_s": job.arm_timeout_s, "memory_limit_mb": job.memory_limit_mb,
         }
         key = f"ptycho-unit-{job.unit_id}-{unit.get('attempt_id', '')}-{uuid.uuid4().hex[:8]}"
         start = time.monotonic()

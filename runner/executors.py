@@ -10,8 +10,12 @@ Registered executors:
 ``local``
     Every attempt is a new interpreter ``[sys.executable, -m, runner.worker, unit.json]`` in
     its own session, stdout/stderr appended to the unit's ``worker.log``, with the thread and
-    GPU environment of :mod:`runner.resources`. On timeout or :meth:`Executor.cancel` its whole
-    process group gets SIGTERM, then SIGKILL after ``grace_s``.
+    GPU environment of :mod:`runner.resources`, supervised by :func:`runner.attempt.
+    run_worker_process`: the unit's timeout, the optional per-arm timeout (``arm_timeout_s``)
+    and memory limit (``memory_limit_mb``, arms recorded ``oom``) are enforced from this
+    process. On a limit its whole process tree (descendants in other sessions included) gets
+    SIGTERM, then SIGKILL after ``timeout_grace_s`` (0.5 s); on :meth:`Executor.cancel` after
+    ``grace_s``.
 ``inprocess``
     Runs the task in the orchestrator's own process and thread, one unit at a time. For
     debugging only: **not isolated** (TensorFlow and any global state persist between units
@@ -20,7 +24,7 @@ Registered executors:
 ``dask`` (optional: ``pip install 'ptycho-sweep[dask]'``)
     :class:`runner.dask_executor.DaskExecutor`: every attempt is a Dask task that starts the
     same fresh interpreter on whichever Dask worker takes it (through
-    :func:`run_worker_process`, so timeouts and process-group kills are the same) and ships the
+    :func:`run_worker_process`, so limits and process-tree kills are the same) and ships the
     records, outcome, log and artifacts back to the orchestrator. Loaded on first use; without
     ``distributed`` installed it fails with an install hint.
 
@@ -30,25 +34,28 @@ enters the executor, before anything is written), :meth:`~Executor.cancel` and
 :meth:`~Executor.close`, and call ``register_executor("name", "package.module:Class")``;
 options such as ``scheduler=...`` arrive as keyword arguments of the constructor, which must
 be cheap (the CLI's ``--dry-run`` builds and closes the executor to validate them).
+
+Resource limits: :attr:`AttemptJob.arm_timeout_s` and :attr:`AttemptJob.memory_limit_mb` come
+with the job; ``arm_timeout_s=`` and ``memory_limit_mb=`` given to an executor that enforces
+them (``local``, ``dask``; see :data:`Executor.enforces_limits`) are the defaults for jobs that
+set none. A backend that cannot enforce them refuses them.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import logging
+import math
 import os
 import queue
-import signal
-import subprocess
-import sys
+import subprocess  # noqa: F401  (the module tests reach as executors.subprocess)
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, ClassVar
 
+from .attempt import TIMEOUT_GRACE_S, AttemptJob, AttemptResult, log_tail, run_worker_process
 from .resources import detect_gpus, worker_env
 
 __all__ = ["BackendError", "AttemptJob", "AttemptResult", "Executor", "LocalExecutor",
@@ -60,48 +67,6 @@ log = logging.getLogger(__name__)
 
 class BackendError(ValueError):
     """Unknown executor name or bad executor options."""
-
-
-@dataclass(frozen=True)
-class AttemptJob:
-    """One attempt of one unit: the unit file is already written."""
-
-    unit_id: str
-    unit_json: Path
-    log_path: Path
-    timeout_s: float
-    cwd: Path
-    #: called from the waiting thread about every ``poll_s`` (progress updates)
-    on_poll: Callable[[], None] | None = None
-
-
-@dataclass(frozen=True)
-class AttemptResult:
-    """How an attempt ended. ``returncode`` < 0 means killed by that signal."""
-
-    unit_id: str
-    pid: int | None
-    returncode: int | None
-    timed_out: bool = False
-    cancelled: bool = False
-    wall_s: float = 0.0
-    log_tail: str = ""
-    #: why the attempt ended without a worker exit status (e.g. a lost cluster worker);
-    #: used as the ``error`` of the arms it left without a record
-    error: str | None = None
-
-
-def log_tail(path: Path, n_lines: int = 20, max_bytes: int = 16384) -> str:
-    """The last ``n_lines`` lines of a log file ('' if unreadable)."""
-    try:
-        with open(path, "rb") as fh:
-            fh.seek(0, os.SEEK_END)
-            size = fh.tell()
-            fh.seek(max(0, size - max_bytes))
-            data = fh.read().decode("utf-8", errors="replace")
-    except OSError:
-        return ""
-    return "\n".join(data.rstrip().splitlines()[-n_lines:])
 
 
 # -- the interface and registry --------------------------------------------------------------
@@ -118,6 +83,8 @@ class Executor(ABC):
     isolated: ClassVar[bool] = True
     #: :attr:`AttemptJob.timeout_s` is enforced
     enforces_timeout: ClassVar[bool] = True
+    #: :attr:`AttemptJob.arm_timeout_s` and :attr:`AttemptJob.memory_limit_mb` are enforced
+    enforces_limits: ClassVar[bool] = True
 
     def __init__(self, n_jobs: int | None = 1, **options: Any):
         if options:
@@ -128,6 +95,25 @@ class Executor(ABC):
         if isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or n_jobs < 1:
             raise BackendError(f"n_jobs = {n_jobs!r} is invalid: must be an integer >= 1")
         self.n_jobs = n_jobs
+        self.arm_timeout_s: float | None = None
+        self.memory_limit_mb: float | None = None
+
+    def _set_limits(self, arm_timeout_s: float | None, memory_limit_mb: float | None) -> None:
+        """Validate and keep the default limits of this executor's jobs."""
+        for name, value in (("arm_timeout_s", arm_timeout_s),
+                            ("memory_limit_mb", memory_limit_mb)):
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+                    math.isfinite(value) and value > 0):
+                raise BackendError(f"{name} = {value!r} is invalid: must be a number > 0")
+            setattr(self, name, float(value))
+
+    def _with_limits(self, job: AttemptJob) -> AttemptJob:
+        """``job`` with this executor's default limits where it sets none."""
+        return dataclasses.replace(
+            job, arm_timeout_s=job.arm_timeout_s or self.arm_timeout_s,
+            memory_limit_mb=job.memory_limit_mb or self.memory_limit_mb)
 
     @abstractmethod
     def run_attempt(self, job: AttemptJob) -> AttemptResult:
@@ -186,124 +172,60 @@ def get_executor(name: str, n_jobs: int | None = None, **options: Any) -> Execut
 
 
 # -- local subprocesses ----------------------------------------------------------------------
-def _signal_group(pid: int, sig: int) -> None:
-    try:
-        os.killpg(pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
-def terminate_group(proc: subprocess.Popen, grace_s: float) -> None:
-    """SIGTERM the process group of ``proc``, SIGKILL it after ``grace_s``, reap ``proc``."""
-    _signal_group(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=grace_s)
-    except subprocess.TimeoutExpired:
-        pass
-    _signal_group(proc.pid, signal.SIGKILL)  # also children that ignored SIGTERM
-    proc.wait()
-
-
-def run_worker_process(job: AttemptJob, env: dict[str, str], *, grace_s: float = 5.0,
-                       poll_s: float = 0.25, cancelled: threading.Event | None = None,
-                       on_start: Callable[[subprocess.Popen], None] | None = None
-                       ) -> AttemptResult:
-    """Start ``python -m runner.worker job.unit_json`` in a new session and supervise it:
-    timeout, cancellation, and a final SIGKILL of the group for stray children."""
-    if cancelled is not None and cancelled.is_set():
-        return AttemptResult(job.unit_id, None, None, cancelled=True)
-    job.log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(job.log_path, "ab") as logf:
-        logf.write(f"\n===== {time.strftime('%Y-%m-%d %H:%M:%S')} runner: starting worker for "
-                   f"{job.unit_json} =====\n".encode())
-        logf.flush()
-        start = time.monotonic()
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "runner.worker", str(job.unit_json)],
-            cwd=job.cwd, env=env, stdin=subprocess.DEVNULL, stdout=logf,
-            stderr=subprocess.STDOUT, start_new_session=True, close_fds=True)
-    if on_start is not None:
-        on_start(proc)
-    timed_out = was_cancelled = False
-    try:
-        while True:
-            try:
-                proc.wait(timeout=poll_s)
-                break
-            except subprocess.TimeoutExpired:
-                pass
-            if job.on_poll is not None:
-                job.on_poll()
-            if cancelled is not None and cancelled.is_set():
-                was_cancelled = True
-                terminate_group(proc, grace_s)
-                break
-            if time.monotonic() - start >= job.timeout_s:
-                timed_out = True
-                log.debug("unit %s: timeout after %.0f s; killing worker pid %d",
-                            job.unit_id, job.timeout_s, proc.pid)
-                terminate_group(proc, grace_s)
-                break
-    finally:
-        if proc.poll() is None:  # interrupted while waiting (e.g. KeyboardInterrupt)
-            terminate_group(proc, grace_s)
-        _signal_group(proc.pid, signal.SIGKILL)  # stray children of a finished worker
-    if cancelled is not None and cancelled.is_set():
-        was_cancelled = True  # cancel() may have killed it before we noticed the flag
-    return AttemptResult(job.unit_id, proc.pid, proc.returncode, timed_out=timed_out,
-                         cancelled=was_cancelled, wall_s=time.monotonic() - start,
-                         log_tail=log_tail(job.log_path))
-
-
 class LocalExecutor(Executor):
     """One fresh interpreter per unit attempt on this machine (see the module docstring)."""
 
     name = "local"
 
     def __init__(self, n_jobs: int | None = 1, *, grace_s: float = 5.0, poll_s: float = 0.25,
-                 **options: Any):
+                 timeout_grace_s: float = TIMEOUT_GRACE_S, arm_timeout_s: float | None = None,
+                 memory_limit_mb: float | None = None, **options: Any):
         super().__init__(n_jobs, **options)
-        self.grace_s, self.poll_s = grace_s, poll_s
+        self._set_limits(arm_timeout_s, memory_limit_mb)
+        self.grace_s, self.poll_s, self.timeout_grace_s = grace_s, poll_s, timeout_grace_s
         self._slots: queue.SimpleQueue[int] = queue.SimpleQueue()
         for i in range(self.n_jobs):
             self._slots.put(i)
         self._gpus = detect_gpus()
         self._cancelled = threading.Event()
-        self._live: dict[int, subprocess.Popen] = {}
+        self._live: dict[int, Any] = {}  # worker pid -> handle (kill(grace_s))
         self._lock = threading.Lock()
 
     def run_attempt(self, job: AttemptJob) -> AttemptResult:
         slot = self._slots.get()
+        started_pids: list[int] = []
         try:
             env = worker_env(n_jobs=self.n_jobs, slot=slot, gpus=self._gpus, cwd=job.cwd)
 
-            def started(proc: subprocess.Popen) -> None:
+            def started(handle: Any) -> None:
                 with self._lock:
-                    self._live[proc.pid] = proc
-                log.debug("unit %s: worker pid %d in slot %d", job.unit_id, proc.pid, slot)
+                    for pid in started_pids:  # an earlier worker of this attempt: gone
+                        self._live.pop(pid, None)
+                    self._live[handle.pid] = handle
+                started_pids.append(handle.pid)
+                log.debug("unit %s: worker pid %d in slot %d", job.unit_id, handle.pid, slot)
 
-            result = run_worker_process(job, env, grace_s=self.grace_s, poll_s=self.poll_s,
-                                        cancelled=self._cancelled, on_start=started)
-            with self._lock:
-                self._live.pop(result.pid, None)
-            return result
+            return run_worker_process(self._with_limits(job), env, grace_s=self.grace_s,
+                                      poll_s=self.poll_s, cancelled=self._cancelled,
+                                      on_start=started, timeout_grace_s=self.timeout_grace_s)
         finally:
+            with self._lock:
+                for pid in started_pids:
+                    self._live.pop(pid, None)
             self._slots.put(slot)
 
     def cancel(self) -> None:
-        """SIGTERM every live worker group, wait ``grace_s``, SIGKILL the rest."""
+        """Kill every live worker's process tree (SIGTERM, SIGKILL after ``grace_s``); the
+        waiting threads return with ``cancelled=True``."""
         self._cancelled.set()
         with self._lock:
             live = list(self._live.values())
-        for proc in live:
-            _signal_group(proc.pid, signal.SIGTERM)
-        deadline = time.monotonic() + self.grace_s
-        for proc in live:
-            try:
-                proc.wait(timeout=max(0.0, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                pass
-            _signal_group(proc.pid, signal.SIGKILL)
+        threads = [threading.Thread(target=h.kill, args=(self.grace_s,), daemon=True)
+                   for h in live]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
 
 
 class InProcessExecutor(Executor):
@@ -312,6 +234,7 @@ class InProcessExecutor(Executor):
     name = "inprocess"
     isolated = False
     enforces_timeout = False
+    enforces_limits = False
 
     def __init__(self, n_jobs: int | None = 1, **options: Any):
         super().__init__(n_jobs, **options)
@@ -325,6 +248,8 @@ class InProcessExecutor(Executor):
         from .unit import Unit
         from .worker import execute
 
+        if job.arm_timeout_s or job.memory_limit_mb:
+            log.warning("backend 'inprocess' does not enforce arm_timeout_s / memory_limit_mb")
         unit = Unit.from_dict(read_json(job.unit_json))
         handler = logging.FileHandler(job.log_path, mode="a", encoding="utf-8")
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))

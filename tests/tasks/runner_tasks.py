@@ -155,3 +155,57 @@ def chdir_task(unit):
     os.chdir(os.environ.get("RUNNER_TEST_CHDIR", "/"))
     for arm in unit.arms:
         yield {"arm_id": arm.arm_id, **_metrics(unit, arm)}
+
+
+# -- process trees and limits (tests/test_runner_attempt.py) ---------------------------------
+def _write_pid(path: Path, pid: int) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(str(pid))
+    os.replace(tmp, path)
+
+
+_DAEMONIZE = ("import subprocess, sys; p = subprocess.Popen(['sleep', '1000'], "
+              "start_new_session=True); open(sys.argv[1] + '.tmp', 'w').write(str(p.pid)); "
+              "import os; os.replace(sys.argv[1] + '.tmp', sys.argv[1])")
+
+
+def setsid_task(unit):
+    """Starts ``sleep 1000`` in a new session (``child.pid``) and a daemon: a process that
+    starts ``sleep 1000`` in a new session and exits (``daemon.pid``), in the artifact dir.
+    Then hangs, or with RUNNER_TEST_RETURN=1 yields every arm and returns."""
+    child = subprocess.Popen(["sleep", "1000"], start_new_session=True)
+    subprocess.run([sys.executable, "-c", _DAEMONIZE, str(unit.artifact_dir / "daemon.pid")],
+                   check=True)
+    _write_pid(unit.artifact_dir / "child.pid", child.pid)
+    if os.environ.get("RUNNER_TEST_RETURN") != "1":
+        time.sleep(1000)
+    for arm in unit.arms:
+        yield {"arm_id": arm.arm_id, **_metrics(unit, arm)}
+
+
+def gil_hog_task(unit):
+    """Ignores SIGTERM through a Python handler (which cannot run while C code holds the
+    GIL), then spins in one long C call that never checks for signals."""
+    signal.signal(signal.SIGTERM, lambda *a: None)
+    _write_pid(unit.artifact_dir / "spinning.pid", os.getpid())
+    sum(range(10**14))
+    yield from ok_task(unit)
+
+
+def memory_hog_task(unit):
+    """First arm ok; then allocates 20 MB every 20 ms (up to 1.5 GB, then waits)."""
+    arms = list(unit.arms)
+    yield {"arm_id": arms[0].arm_id, **_metrics(unit, arms[0])}
+    hoard = []
+    for _ in range(75):
+        hoard.append(bytearray(20 * 2**20))
+        time.sleep(0.02)
+    time.sleep(1000)
+
+
+def arm_hang_task(unit):
+    """Arms run in order; the arm with seed 1 hangs, the others take no time."""
+    for arm in unit.arms:
+        if arm.seed == 1:
+            time.sleep(1000)
+        yield {"arm_id": arm.arm_id, **_metrics(unit, arm), "worker_pid": os.getpid()}
