@@ -180,6 +180,25 @@ def test_failed_crashed_and_timed_out_units_as_on_local(cluster, tmp_path, monke
     assert remote.drop_duplicates("unit_id")["pid"].nunique() == 4
 
 
+def test_arm_timeout_and_memory_limit_are_enforced_on_the_dask_worker(cluster, tmp_path,
+                                                                      monkeypatch):
+    """The limits travel with the unit and are enforced by its supervisor on the Dask worker;
+    the records it writes there (timeout, oom) are shipped back like the worker's."""
+    cl, _ = cluster
+    use_tasks(monkeypatch)
+    df = runner.run_sweep(sweep_dict(task="runner_tasks:arm_hang_task", loss=("nll",),
+                                     seed=(0, 1, 2), timeout_s=60),
+                          tmp_path / "arm", backend="dask", scheduler=cl.scheduler_address,
+                          progress=False, arm_timeout_s=3)
+    assert dict(zip(df["seed"], df["status"], strict=True)) == {0: "ok", 1: "timeout", 2: "ok"}
+    df = runner.run_sweep(sweep_dict(task="runner_tasks:memory_hog_task", timeout_s=60,
+                                     retries=2),
+                          tmp_path / "mem", backend="dask", scheduler=cl.scheduler_address,
+                          progress=False, memory_limit_mb=250)
+    assert dict(zip(df["loss"], df["status"], strict=True)) == {"nll": "ok", "mae": "oom"}
+    assert set(df["attempt"]) == {1}
+
+
 def test_cli_runs_its_own_local_cluster_and_rejects_bad_options(tmp_path, monkeypatch):
     pytest.importorskip("distributed")
     use_tasks(monkeypatch)
