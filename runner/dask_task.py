@@ -1,0 +1,182 @@
+"""The Dask task of one unit attempt: what runs on the Dask worker that takes the unit.
+
+Part of the ``dask`` backend (see :mod:`runner.dask_executor` for the whole picture); kept apart
+so that the orchestrator side and the worker side each read on their own. Imports nothing from
+``distributed`` at module level (``get_worker`` is imported inside the task).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import shutil
+import socket
+import tempfile
+import threading
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from .attempt import AttemptJob, AttemptResult, run_worker_process
+from .paths import OutputPaths
+from .resources import worker_env
+from .store import atomic_write_json, read_json
+
+__all__ = ["run_unit_on_dask_worker", "LOG_LIMIT_BYTES", "WORKER_ENV"]
+
+#: At most this much of an attempt's log is shipped back.
+LOG_LIMIT_BYTES = 1 << 20
+#: Environment variable naming the Dask worker a unit runs on (set for the unit's process).
+WORKER_ENV = "PTYCHO_SWEEP_DASK_WORKER"
+
+
+# -- on the Dask worker ----------------------------------------------------------------------
+_SLOT_LOCK = threading.Lock()
+_BUSY_SLOTS: set[int] = set()
+
+
+@contextlib.contextmanager
+def _worker_slot() -> Iterator[int]:
+    """The smallest concurrency slot free in this Dask worker process (0, 1, ...)."""
+    with _SLOT_LOCK:
+        slot = next(i for i in itertools.count() if i not in _BUSY_SLOTS)
+        _BUSY_SLOTS.add(slot)
+    try:
+        yield slot
+    finally:
+        with _SLOT_LOCK:
+            _BUSY_SLOTS.discard(slot)
+
+
+def _read_tail(path: Path, limit: int) -> str:
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            size = fh.tell()
+            fh.seek(max(0, size - limit))
+            data = fh.read()
+    except OSError:
+        return ""
+    text = data.decode("utf-8", errors="replace")
+    if size > limit:
+        text = f"[runner: first {size - limit} bytes of this attempt's log not shipped]\n" + text
+    return text
+
+
+def _collect(paths: OutputPaths, unit_id: str, attempt_id: str,
+             max_artifact_bytes: int) -> dict[str, Any]:
+    """What a scratch run produced: records of this attempt, outcome, artifacts, notes."""
+    records = []
+    for p in sorted(paths.records_dir.glob("*.json")):
+        try:
+            rec = read_json(p)
+        except (OSError, ValueError):
+            continue
+        if isinstance(rec, dict) and rec.get("attempt_id") == attempt_id:
+            records.append(rec)
+    try:
+        outcome = read_json(paths.outcome(unit_id))
+    except (OSError, ValueError):
+        outcome = None
+    artifacts: dict[str, bytes] = {}
+    notes: list[str] = []
+    total = 0
+    art_dir = paths.artifact_dir(unit_id)
+    for f in sorted(art_dir.rglob("*")) if art_dir.is_dir() else []:
+        if not f.is_file() or f.name.startswith(".tmp-"):
+            continue
+        size = f.stat().st_size
+        rel = f.relative_to(art_dir).as_posix()
+        if total + size > max_artifact_bytes:
+            notes.append(f"runner: artifact {rel} ({size / 2**20:.1f} MiB) not shipped back: "
+                         f"over max_artifact_mb per unit (use --shared-dir for large files)")
+            continue
+        artifacts[rel] = f.read_bytes()
+        total += size
+    return {"records": records, "outcome": outcome, "artifacts": artifacts, "notes": notes}
+
+
+def run_unit_on_dask_worker(payload: Mapping[str, Any]) -> dict[str, Any]:
+    """The Dask task of one unit attempt (runs in a Dask worker thread; see the module
+    docstring). Returns ``{"result": AttemptResult, "worker": address, "records": [...],
+    "outcome": dict|None, "log": str, "artifacts": {relpath: bytes}}``."""
+    from distributed import get_worker
+
+    worker = get_worker()
+    key = worker.get_current_task()
+    address = worker.address
+    unit_id = payload["unit_id"]
+    unit = dict(payload["unit"])
+    cancelled = threading.Event()
+
+    def check_cancelled() -> None:  # the orchestrator cancelled the future, or went away
+        ts = worker.state.tasks.get(key)
+        if ts is None or ts.state not in ("executing", "long-running"):
+            cancelled.set()
+
+    shipped: dict[str, Any] = {"worker": address, "records": [], "outcome": None, "log": "",
+                               "artifacts": {}}
+    scratch: Path | None = None
+    try:
+        if payload["shared_dir"]:
+            unit_json = Path(payload["unit_json"])
+            try:
+                visible = read_json(unit_json).get("attempt_id") == unit["attempt_id"]
+            except (OSError, ValueError, AttributeError):
+                visible = False
+            if not visible:
+                shipped["result"] = AttemptResult(unit_id, None, None, error=(
+                    f"--shared-dir: the output directory {unit['paths']['out_dir']} is not "
+                    f"visible on Dask worker {address} (it cannot read this attempt's "
+                    f"{unit_json}); run without --shared-dir to ship results back"))
+                return shipped
+            paths = OutputPaths(unit["paths"]["out_dir"])
+        else:
+            scratch = Path(tempfile.mkdtemp(prefix=f"ptycho-unit-{unit_id}-",
+                                            dir=worker.local_directory))
+            paths = OutputPaths(scratch / "out")
+            unit.update(paths=paths.unit_paths(unit_id),
+                        artifact_dir=str(paths.artifact_dir(unit_id)))
+            paths.artifact_dir(unit_id).mkdir(parents=True)
+            unit_json = paths.unit_json(unit_id)
+            atomic_write_json(unit_json, unit)
+        cwd = Path(payload["cwd"])
+        if not cwd.is_dir():
+            cwd = scratch if scratch is not None else Path(worker.local_directory)
+        nthreads = int(getattr(getattr(worker, "state", None), "nthreads", 0)
+                       or getattr(worker, "nthreads", 1) or 1)
+        concurrent = max(1, min(int(payload["n_jobs"]),
+                                int(payload["host_slots"].get(address, nthreads))))
+        index = worker.name if isinstance(worker.name, int) and worker.name >= 0 else 0
+        log_path = paths.worker_log(unit_id)
+        with _worker_slot() as local_slot:
+            slot = index * nthreads + local_slot
+            env = worker_env(n_jobs=concurrent, slot=slot, cwd=cwd)
+            extra = [p for p in payload["pythonpath"] if p and os.path.isdir(p)]
+            env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(
+                [p for p in env["PYTHONPATH"].split(os.pathsep) if p] + extra))
+            env[WORKER_ENV] = address
+            log_path.parent.mkdir(parents=True, exist_ok=True)
+            with open(log_path, "ab") as fh:
+                where = "shared output directory" if scratch is None else f"scratch {scratch}"
+                fh.write(f"\n===== runner: unit {unit_id} attempt {unit['attempt']} on Dask "
+                         f"worker {address} (host {socket.gethostname()}, pid {os.getpid()}, "
+                         f"slot {slot}, {where}) =====\n".encode())
+            job = AttemptJob(unit_id, unit_json, log_path, float(payload["timeout_s"]), cwd,
+                             on_poll=check_cancelled,
+                             arm_timeout_s=payload.get("arm_timeout_s"),
+                             memory_limit_mb=payload.get("memory_limit_mb"))
+            shipped["result"] = run_worker_process(
+                job, env, grace_s=payload["grace_s"], poll_s=payload["poll_s"],
+                cancelled=cancelled)
+        if scratch is not None:
+            got = _collect(paths, unit_id, unit["attempt_id"], payload["max_artifact_bytes"])
+            shipped.update(records=got["records"], outcome=got["outcome"],
+                           artifacts=got["artifacts"])
+            text = _read_tail(log_path, LOG_LIMIT_BYTES)
+            shipped["log"] = text + "".join(f"{n}\n" for n in got["notes"])
+        return shipped
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
