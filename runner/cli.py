@@ -251,14 +251,18 @@ def _cmd_aggregate(args: argparse.Namespace) -> int:
 
 def _cmd_plot(args: argparse.Namespace) -> int:
     from .paths import OutputPaths
-    from .report import plot_dose_response, plot_reconstructions
+    from .report import plot_dose_response, plot_reconstructions, plot_training_curves
     from .store import load_results
 
     paths = OutputPaths(args.dir)
-    print(f"saved {plot_dose_response(load_results(paths.root), paths.dose_response_png)}")
+    df = load_results(paths.root)
+    print(f"saved {plot_dose_response(df, paths.dose_response_png, paths.sweep_toml)}")
     recon = plot_reconstructions(paths.root)
     print(f"saved {recon}" if recon else "no reconstruction artifacts (units/*/artifacts/"
                                          "<arm_id>.npz); reconstructions.png skipped")
+    curves = plot_training_curves(paths.root)
+    print(f"saved {curves}" if curves else "no per-epoch history (history.parquet); "
+                                           "training_curves.png skipped")
     return EXIT_OK
 
 

@@ -12,8 +12,9 @@ Layout of ``<out>/``::
     metrics.parquet, metrics.csv    all records consolidated into one table
     history.parquet, history.csv    per-epoch training history: one row per arm and epoch
     aggregate.csv                   ``ptycho-sweep aggregate``: mean/std over seeds (long form)
-    dose_response.png               ``ptycho-sweep plot``: PSNR/SSIM against dose
+    dose_response.png               ``ptycho-sweep plot``: SSIM/PSNR/FRC50 against dose
     reconstructions.png             ``ptycho-sweep plot``: reconstructed amplitude/phase panel
+    training_curves.png             ``ptycho-sweep plot``: training/validation loss per epoch
 
 No other module builds these paths.
 """
@@ -81,6 +82,10 @@ class OutputPaths:
     @property
     def reconstructions_png(self) -> Path:
         return self.root / "reconstructions.png"
+
+    @property
+    def training_curves_png(self) -> Path:
+        return self.root / "training_curves.png"
 
     # -- unit level --------------------------------------------------------------------------
     def unit_dir(self, unit_id: str) -> Path:

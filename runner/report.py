@@ -5,8 +5,8 @@
   over seeds of the ``ok`` arms; :func:`write_aggregate` saves the long form (one row per
   N, gridsize, loss, nphotons and metric with mean, std and number of seeds) to
   ``aggregate.csv``.
-* :func:`plot_dose_response` and :func:`plot_reconstructions` (matplotlib, Agg canvas, no
-  global backend state).
+* :func:`plot_dose_response`, :func:`plot_reconstructions`, :func:`plot_training_curves`:
+  the figures, defined in :mod:`runner.plots` and re-exported here.
 """
 
 from __future__ import annotations
@@ -16,10 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from .paths import OutputPaths
+from .plots import plot_dose_response, plot_reconstructions, plot_training_curves
 from .store import STATUSES, load_results
 
 __all__ = ["METRICS", "summary_text", "status_report", "aggregate", "write_aggregate",
-           "plot_dose_response", "plot_reconstructions"]
+           "plot_dose_response", "plot_reconstructions", "plot_training_curves"]
 
 log = logging.getLogger(__name__)
 
@@ -30,16 +31,6 @@ METRICS = ("amp_norm_ssim", "amp_norm_ssim_baseline", "amp_norm_psnr", "amp_norm
            "amp_psnr", "amp_ssim", "phase_psnr", "phase_ssim", "amp_frc50", "phase_frc50",
            "amp_mae", "phase_mae", "amp_mse", "phase_mse", "final_loss", "final_val_loss",
            "train_s")
-#: Panels of the dose-response figure: (metric, its constant-image baseline or None, y label).
-_PANELS = (
-    ("amp_norm_ssim", "amp_norm_ssim_baseline", "amplitude SSIM (mean-normalised)"),
-    ("amp_norm_psnr", "amp_norm_psnr_baseline", "amplitude PSNR (dB, mean-normalised)"),
-    ("amp_frc50_px", None, "amplitude FRC50 resolution (pixels, lower is better)"),
-    ("phase_plane_ssim", "phase_plane_ssim_baseline", "phase SSIM (plane removed)"),
-    ("phase_plane_psnr", "phase_plane_psnr_baseline", "phase PSNR (dB, plane removed)"),
-    ("final_loss", None, "final training loss"),
-)
-_LINESTYLES = ("-", "--", ":", "-.")
 _ROWS = ["N", "gridsize", "loss"]
 _MAX_UNIT_ROWS = 60
 
@@ -153,170 +144,3 @@ def write_aggregate(out_dir: str | Path) -> str:
         parts.append(f"{m} (mean over seeds; columns: nphotons)\n"
                      f"{table.to_string(float_format=lambda v: f'{v:.4g}')}")
     return "\n\n".join(parts)
-
-
-# -- plots -----------------------------------------------------------------------------------
-def _figure(width: float, height: float):
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width, height), layout="constrained")
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def _loss_axes(ax, losses) -> dict[str, Any]:
-    """One y axis per loss (the first two; more share the first), since the values of
-    different losses are not comparable: left for ``losses[0]``, right for ``losses[1]``."""
-    out = {loss: ax for loss in losses}
-    ax.set_ylabel(f"final training loss: {losses[0]} ({_LINESTYLES[0]})", fontsize="small")
-    if len(losses) > 1:
-        right = ax.twinx()
-        right.set_ylabel(f"{losses[1]} ({_LINESTYLES[1]}), own scale", fontsize="small")
-        out[losses[1]] = right
-    return out
-
-
-def plot_dose_response(df, path: str | Path) -> Path:
-    """Quality against dose (log x) in six panels (:data:`_PANELS`): colour = N / gridsize,
-    line style = loss, mean over seeds with std error bars; a dotted line of each colour is
-    that N / gridsize's constant-image baseline (it scores its own region). One legend,
-    outside."""
-    ok, metrics = _ok_numeric(df)
-    fig = _figure(15, 8)
-    axes = fig.subplots(2, 3)
-    configs = sorted({(n, g) for n, g in zip(ok["N"], ok["gridsize"], strict=True)})
-    colours = {c: f"C{i % 10}" for i, c in enumerate(configs)}
-    losses = sorted(set(ok["loss"]))
-    styles = {loss: _LINESTYLES[i % len(_LINESTYLES)] for i, loss in enumerate(losses)}
-    handles = {}
-    for ax, (m, base, label) in zip(axes.flat, _PANELS, strict=True):
-        ax.set_xscale("log")
-        ax.set_xlabel("dose (photons per pattern)")
-        ax.set_ylabel(label, fontsize="small")
-        if m not in metrics:
-            ax.text(0.5, 0.5, f"no {m}", ha="center", va="center", transform=ax.transAxes)
-            continue
-        stats = ok.groupby(_ROWS + ["nphotons"])[m].agg(["mean", "std"]).reset_index()
-        ax.set_xlim(stats["nphotons"].min() / 2, stats["nphotons"].max() * 2)
-        loss_axes = _loss_axes(ax, losses) if m == "final_loss" else {}
-        for (n, g, loss), grp in stats.groupby(_ROWS):
-            grp = grp.sort_values("nphotons")
-            h = loss_axes.get(loss, ax).errorbar(
-                grp["nphotons"], grp["mean"], yerr=grp["std"].fillna(0.0), marker="o",
-                capsize=3, color=colours[(n, g)], linestyle=styles[loss])
-            handles.setdefault(f"N={n}, gridsize {g}, {loss}", h)
-        if base in metrics:  # per N / gridsize: each scores its own region
-            for (n, g), grp in ok.groupby(["N", "gridsize"]):
-                b = grp.groupby("nphotons")[base].mean().sort_index()
-                h = ax.plot(b.index, b.values, color=colours[(n, g)], linestyle=":",
-                            linewidth=1.5, alpha=0.8)[0]
-                handles.setdefault("constant image (baseline), dotted, per colour", h)
-        ax.grid(True, which="both", alpha=0.3)
-    if handles:
-        fig.legend(list(handles.values()), list(handles), loc="outside right upper",
-                   fontsize="small")
-    names = ", ".join(map(str, df["sweep"].dropna().unique()[:3]))
-    fig.suptitle(f"dose response: {names}")
-    path = Path(path)
-    fig.savefig(path, dpi=100)
-    return path
-
-
-def _load_npz(path: Path) -> dict[str, Any] | None:
-    import numpy as np
-
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            out = {k: np.asarray(z[k]) for k in ("amplitude", "phase", "true_amplitude",
-                                                  "true_phase") if k in z.files}
-    except (OSError, ValueError) as exc:
-        log.warning("skipping unreadable artifact %s: %s", path, exc)
-        return None
-    if not all(k in out and out[k].ndim == 2 for k in ("amplitude", "phase")):
-        log.warning("skipping %s: no 2-D 'amplitude' and 'phase' arrays", path)
-        return None
-    return out
-
-
-def _score(row, metric: str) -> str:
-    """``"\nSSIM 0.71 (0.26)"``: the arm's score and its constant-image baseline, if known."""
-    import math
-
-    value, base = row.get(metric), row.get(f"{metric}_baseline")
-    if not isinstance(value, float) or math.isnan(value):
-        return ""
-    extra = f" ({base:.2f})" if isinstance(base, float) and not math.isnan(base) else ""
-    return f"\nSSIM {value:.2f}{extra}"
-
-
-def _limits(images) -> tuple[float | None, float | None]:
-    """Shared colour limits of a row's images (1st and 99th percentiles)."""
-    import numpy as np
-
-    vals = [np.asarray(im, dtype=float).ravel() for im in images
-            if im is not None and getattr(im, "ndim", 0) == 2]
-    if not vals:
-        return None, None
-    allv = np.concatenate(vals)
-    allv = allv[np.isfinite(allv)]
-    if not allv.size:
-        return None, None
-    lo, hi = np.percentile(allv, [1, 99])
-    return (float(lo), float(hi)) if hi > lo else (float(lo) - 0.5, float(lo) + 0.5)
-
-
-def plot_reconstructions(out_dir: str | Path, path: str | Path | None = None,
-                         max_rows: int = 12) -> Path | None:
-    """Panel of reconstructed amplitude/phase from ``units/*/artifacts/<arm_id>.npz``: one row
-    per N / gridsize / loss (lowest seed), ground truth first, then each dose, titled with its
-    SSIM and, in brackets, the constant-image SSIM. Returns None
-    (and writes nothing) if there is no usable artifact."""
-    paths = OutputPaths(out_dir)
-    df = load_results(paths.root)
-    rows_by_arm = {r["arm_id"]: r for r in df.to_dict("records")}
-    found = {}
-    for f in paths.artifact_files("*.npz"):
-        if f.stem in rows_by_arm:
-            data = _load_npz(f)
-            if data is not None:
-                found[f.stem] = data
-    if not found:
-        return None
-    groups: dict[tuple, dict[float, str]] = {}
-    for arm_id in sorted(found, key=lambda a: rows_by_arm[a]["seed"], reverse=True):
-        r = rows_by_arm[arm_id]
-        groups.setdefault((r["N"], r["gridsize"], r["loss"]), {})[r["nphotons"]] = arm_id
-    keys = sorted(groups)[:max_rows]
-    doses = sorted({p for k in keys for p in groups[k]})
-    ncols = 2 + 2 * len(doses)
-    fig = _figure(1.5 * ncols, 1.9 * len(keys) + 0.6)
-    axes = fig.subplots(len(keys), ncols, squeeze=False)
-    for i, key in enumerate(keys):
-        first = found[next(iter(groups[key].values()))]
-        cells = [("true amp", first.get("true_amplitude")), ("true phase",
-                                                              first.get("true_phase"))]
-        for p in doses:
-            arm_id = groups[key].get(p, "")
-            data = found.get(arm_id, {})
-            row = rows_by_arm.get(arm_id, {})
-            cells += [(f"amp {p:.0e}{_score(row, 'amp_norm_ssim')}", data.get("amplitude")),
-                      (f"phase {p:.0e}{_score(row, 'phase_plane_ssim')}", data.get("phase"))]
-        limits = {kind: _limits([img for t, img in cells if kind in t])
-                  for kind in ("amp", "phase")}
-        for j, (title, img) in enumerate(cells):
-            ax = axes[i, j]
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if img is not None and getattr(img, "ndim", 0) == 2:
-                kind = "amp" if "amp" in title else "phase"
-                vmin, vmax = limits[kind]
-                ax.imshow(img, cmap="gray" if kind == "amp" else "twilight", vmin=vmin,
-                          vmax=vmax)
-            if i == 0 or "SSIM" in title:
-                ax.set_title(title, fontsize=7)
-            if j == 0:
-                ax.set_ylabel(f"N={key[0]} g={key[1]}\n{key[2]}", fontsize=8)
-    path = Path(path) if path is not None else paths.reconstructions_png
-    fig.savefig(path, dpi=80)
-    return path

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import math
+import shutil
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -14,6 +17,12 @@ from runner_testlib import sweep_dict, tasks_pythonpath  # noqa: E402
 import runner  # noqa: E402
 from runner import cli  # noqa: E402
 from runner.paths import OutputPaths  # noqa: E402
+from runner.plots import (  # noqa: E402
+    dose_response_figure,
+    plot_dose_response,
+    reconstructions_figure,
+    training_curves_figure,
+)
 from runner.report import aggregate  # noqa: E402
 from runner.store import COLUMNS  # noqa: E402
 
@@ -70,6 +79,127 @@ def test_plot_without_artifacts_skips_the_panel(tmp_path, monkeypatch, capsys):
     out = tmp_path / "out"
     runner.run_sweep(sweep_dict(), out, progress=False)
     assert cli.main(["plot", str(out)]) == 0
-    assert "reconstructions.png skipped" in capsys.readouterr().out
+    text = capsys.readouterr().out
+    assert "reconstructions.png skipped" in text and "training_curves.png skipped" in text
     assert OutputPaths(out).dose_response_png.is_file()
     assert not OutputPaths(out).reconstructions_png.exists()
+
+
+# -- figures ---------------------------------------------------------------------------------
+def _table(failed=(), seeds=(0, 1)) -> pd.DataFrame:
+    """A results table of N 16/32 x loss nll/mae x 3 doses x ``seeds``; ``failed``: (N, loss,
+    nphotons, seed, status) arms that are not ok (no metrics)."""
+    rows = []
+    bad = {f[:4]: f[4] for f in failed}
+    for n in (16, 32):
+        for loss in ("nll", "mae"):
+            for p in (1e4, 1e6, 1e8):
+                for seed in seeds:
+                    status = bad.get((n, loss, p, seed), "ok")
+                    q = math.log10(p) / 10 + 0.01 * seed
+                    metrics = {} if status != "ok" else {
+                        "amp_norm_ssim": q, "amp_norm_ssim_baseline": 0.26,
+                        "amp_norm_psnr": 20 * q, "amp_norm_psnr_baseline": 12.0,
+                        "amp_frc50_px": 10 / q, "phase_plane_ssim": q,
+                        "phase_plane_ssim_baseline": 0.0, "phase_plane_psnr": 18 * q,
+                        "phase_plane_psnr_baseline": 11.0, "phase_frc50_px": 8 / q,
+                        "final_loss": 1 / q}
+                    rows.append({"sweep": "figs", "arm_id": f"{n}{loss}{p:.0e}{seed}",
+                                 "unit_id": f"N{n}_{p:.0e}", "N": n, "gridsize": 1,
+                                 "nphotons": p, "loss": loss, "seed": seed, "status": status,
+                                 "nepochs": 7, "n_train": 99, **metrics})
+    return pd.DataFrame(rows)
+
+
+def _legends(fig) -> list:
+    return list(fig.legends) + [ax.get_legend() for ax in fig.axes if ax.get_legend()]
+
+
+def _x_markers(ax) -> set[float]:
+    return {float(x) for line in ax.get_lines() if line.get_marker() == "x"
+            for x in line.get_xdata()}
+
+
+def test_dose_response_figure_explains_itself(tmp_path):
+    df = _table(failed=[(32, "mae", 1e6, 0, "failed"), (32, "mae", 1e6, 1, "timeout"),
+                        (16, "nll", 1e8, 1, "crashed")])
+    fig = dose_response_figure(df)
+    shown = [ax for ax in fig.axes if ax.get_visible() and ax.get_xlabel()]
+    assert len(shown) == 8  # SSIM, PSNR, FRC50 for amplitude and phase; one loss panel each
+    assert {ax.get_xlabel() for ax in shown} == {"dose (photons per pattern)"}
+    assert {ax.get_xscale() for ax in shown} == {"log"}
+    ylabels = {ax.get_ylabel() for ax in shown}
+    assert {"SSIM (1 = perfect)", "PSNR (dB)", "FRC50 (pixels, log; lower is better)",
+            "nll loss (its own units)", "mae loss (its own units)"} == ylabels
+    assert sum("FRC" in ax.get_title() for ax in shown) == 2
+    # one legend, outside the data panels; colours for N / gridsize, styles for the losses
+    (legend,) = _legends(fig)
+    labels = [t.get_text() for t in legend.get_texts()]
+    assert labels[:4] == ["N=16, gridsize 1", "N=32, gridsize 1", "loss: mae", "loss: nll"]
+    assert any(label.startswith("constant image (baseline)") for label in labels)
+    assert any("failed / timed out" in label for label in labels)
+    assert legend.axes not in shown
+    # failed points: an x at their dose on the bottom edge and a gap in the line
+    ssim = shown[0]
+    assert ssim.get_title().startswith("amplitude SSIM")
+    assert _x_markers(ssim) == {1e6, 1e8}
+    gaps = [line for line in ssim.get_lines() if line.get_marker() == "o"
+            and np.isnan(np.asarray(line.get_ydata(), float)).any()]
+    assert len(gaps) == 1 and list(gaps[0].get_xdata()) == [1e4, 1e6, 1e8]
+    assert sum(line.get_linestyle() == "--" for line in ssim.get_lines()) == 2  # baselines
+    assert ssim.containers  # error bars: two seeds
+    note = fig.get_supxlabel()
+    for part in ("sweep figs", "7 epochs", "n_train 99", "2 seeds (0, 1)", "std over seeds"):
+        assert part in note, part
+    # one seed: no error bars; no failure: no x and no failure entry in the legend
+    fig = dose_response_figure(_table(seeds=(0,)))
+    assert not any(ax.containers for ax in fig.axes) and "one seed each" in fig.get_supxlabel()
+    assert not any(_x_markers(ax) for ax in fig.axes)
+    assert not any("failed" in t.get_text() for t in _legends(fig)[0].get_texts())
+
+
+def test_footnote_falls_back_to_the_sweep_file(tmp_path):
+    df = _table(seeds=(3,)).drop(columns=["nepochs", "n_train"])
+    toml = tmp_path / "sweep.toml"
+    toml.write_text("[training]\nnepochs = 12\n[simulation]\nn_train = 64\n")
+    note = dose_response_figure(df, toml).get_supxlabel()
+    assert "12 epochs" in note and "n_train 64 groups" in note and "seed 3" in note
+    out = plot_dose_response(df, tmp_path / "dose.png")  # sweep.toml beside it by default
+    assert out.stat().st_size > 10_000
+
+
+def test_reconstruction_figure_has_truth_scores_and_colour_bars(finished):
+    fig = reconstructions_figure(finished)
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles.count("ground truth\namplitude") == 4 and titles.count("ground truth\nphase") == 4
+    scored = [t for t in titles if t.startswith(("amplitude, 1e+06", "phase, 1e+06"))]
+    assert len(scored) == 8 and all("SSIM" in t and "dB" in t and "FRC50" in t for t in scored)
+    bars = [ax.get_ylabel() for ax in fig.axes if ax.get_label() == "<colorbar>"]
+    assert sorted(bars) == ["amplitude"] * 4 + ["phase (rad)"] * 4  # one of each per row
+    assert not _legends(fig) and "sweep t" in fig.get_supxlabel()
+
+
+def test_training_curves(tmp_path, finished, capsys):
+    from runner.store import history_frame
+
+    out = tmp_path / "with_history"
+    shutil.copytree(finished, out)
+    records = [{"arm_id": f"a{n}{loss}{p}", "sweep": "t", "N": n, "gridsize": 1, "nphotons": p,
+                "loss": loss, "seed": 0,
+                "history": [{"epoch": e, "train_loss": 1 / e, "val_loss": 1.2 / e}
+                            for e in range(1, 6)]}
+               for n in (16, 32) for loss in ("nll", "mae") for p in (1e4, 1e8)]
+    history_frame(records).to_parquet(OutputPaths(out).history_parquet)
+    fig = training_curves_figure(out)
+    assert len(fig.axes) == 4  # loss (rows) x N / gridsize (columns)
+    for ax in fig.axes:
+        assert ax.get_yscale() == "log" and len(ax.get_lines()) == 4  # 2 doses x train/val
+        assert ax.get_title().startswith("N=") and "loss" in ax.get_title()
+    assert {ax.get_xlabel() for ax in fig.axes} == {"epoch", ""}
+    (legend,) = _legends(fig)
+    assert [t.get_text() for t in legend.get_texts()][-2:] == [
+        "training loss", "validation loss\n(the test scan)"]
+    assert cli.main(["plot", str(out)]) == 0
+    assert OutputPaths(out).training_curves_png.stat().st_size > 10_000
+    assert f"saved {OutputPaths(out).training_curves_png}" in capsys.readouterr().out
+    assert training_curves_figure(finished) is None  # the fake task keeps no history
