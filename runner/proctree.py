@@ -180,7 +180,8 @@ def kill_descendants() -> int:
     returns how many there were. Never raises."""
     try:
         tree = ProcessTree(os.getpid())
-        members = [p for p in tree.freeze(include_root=False) if p.pid != os.getpid()]
+        members = [p for p in tree.freeze(include_root=False)
+                   if p.pid != os.getpid() and _alive(p)]  # zombies are not running
         for p in members:
             _signal(p, signal.SIGKILL)
         return len(members)
