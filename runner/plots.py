@@ -137,8 +137,9 @@ def _point_stats(df, metric: str):
     when none is ok: a gap in the line)."""
     import pandas as pd
 
-    d = df.assign(_value=pd.to_numeric(df[metric], errors="coerce").where(df["status"] == "ok"),
-                  _bad=df["status"] != "ok")
+    values = pd.to_numeric(df[metric], errors="coerce") if metric in df else float("nan")
+    d = df.assign(_value=values, _bad=df["status"] != "ok")
+    d["_value"] = d["_value"].where(df["status"] == "ok")
     return (d.groupby(_KEY + ["nphotons"])
             .agg(mean=("_value", "mean"), std=("_value", "std"), n=("_value", "count"),
                  bad=("_bad", "any"))
@@ -204,12 +205,11 @@ def dose_response_figure(df, sweep_toml: str | Path | None = None):
         ax.set_ylabel(ylabel)
         ax.set_title(title, fontsize="medium")
         ax.grid(True, which="major", alpha=0.3)
-        if not _has(df, metric):
-            ax.text(0.5, 0.5, f"no {metric} in the table", ha="center", va="center",
-                    transform=ax.transAxes, color="0.4")
-            continue
         only = [losses[i - 6]] if metric == "final_loss" else None
-        if metric.endswith("_frc50_px"):  # from 2 px to "never reached" (hundreds)
+        if not _has(df, metric):  # still mark the failures
+            ax.text(0.5, 0.5, f"no value of {metric}", ha="center", va="center",
+                    transform=ax.transAxes, color="0.4")
+        elif metric.endswith("_frc50_px"):  # from 2 px to "never reached" (hundreds)
             _log_y(ax)
         failed |= _draw_metric(ax, df, metric, colours, styles, only)
         if base is not None and _has(df, base):  # per N / gridsize: each scores its region

@@ -203,3 +203,12 @@ def test_training_curves(tmp_path, finished, capsys):
     assert OutputPaths(out).training_curves_png.stat().st_size > 10_000
     assert f"saved {OutputPaths(out).training_curves_png}" in capsys.readouterr().out
     assert training_curves_figure(finished) is None  # the fake task keeps no history
+
+
+def test_dose_response_when_every_arm_failed():
+    df = _table(seeds=(0,))[["sweep", "arm_id", "unit_id", "N", "gridsize", "nphotons", "loss",
+                             "seed"]].assign(status="timeout")
+    fig = dose_response_figure(df)
+    shown = [ax for ax in fig.axes if ax.get_visible() and ax.get_xlabel()]
+    assert len(shown) == 8 and all(_x_markers(ax) == {1e4, 1e6, 1e8} for ax in shown)
+    assert "no value of amp_norm_ssim" in [t.get_text() for t in shown[0].texts]
