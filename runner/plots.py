@@ -231,7 +231,8 @@ def dose_response_figure(df, sweep_toml: str | Path | None = None):
     if failed:
         handles.append(Line2D([], [], color="0.2", linestyle="none", marker="x", markersize=9,
                               markeredgewidth=2))
-        labels.append("an arm failed / timed out /\ncrashed at this dose (no line:\nno arm ok)")
+        labels.append("an arm failed / timed out /\ncrashed at this dose (the line\n"
+                      "breaks where no arm is ok)")
     spare = axes[2, n_loss_panels] if n_loss_panels < 3 else None
     if spare is not None:
         spare.set_visible(True)
