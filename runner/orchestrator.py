@@ -34,7 +34,6 @@ from .executors import AttemptJob, AttemptResult, Executor, get_executor
 from .outdir import check_output_dir
 from .paths import OutputPaths
 from .progress import RunProgress
-from .report import summary_text
 from .store import atomic_write_json, atomic_write_text, consolidate, read_record, read_records
 from .sweep import Problem, Sweep, SweepError, UnitPlan, load_sweep
 from .unit import Arm
@@ -219,7 +218,6 @@ class _Run:
         self.cwd = Path.cwd()
         self._lock = threading.Lock()
         self._settled: set[str] = set()
-        self._counts: dict[str, int] = {}
         self._last_poll: dict[str, float] = {}
 
     # progress
@@ -228,7 +226,6 @@ class _Run:
             if arm_id in self._settled:
                 return
             self._settled.add(arm_id)
-            self._counts[status] = self._counts.get(status, 0) + 1
             self.progress.arm_done(status)
 
     def _poll(self, unit: UnitPlan, arms: list[Arm], attempt_id: str) -> None:
@@ -389,7 +386,9 @@ def run_sweep(sweep: str | Path | Mapping[str, Any] | Sweep, out_dir: str | Path
         raise OutputError(f"could not write the results table {paths.metrics_parquet} (see the "
                          f"log above); the arms' records are kept in {paths.root}: fix the "
                          f"cause and run again to rebuild it")
-    log.info("sweep %s finished:\n%s", sw.name, summary_text(df))
+    counts = df["status"].value_counts()
+    log.info("sweep %s finished: %s arm(s) in the table (%s)", sw.name, len(df),
+             ", ".join(f"{n} {s}" for s, n in counts.items()))
     return df
 
 
