@@ -252,7 +252,9 @@ class _Run:
             todo = list(pending)
             job = AttemptJob(unit.unit_id, paths.unit_json(unit.unit_id),
                              paths.worker_log(unit.unit_id), sweep.timeout_s, self.cwd,
-                             on_poll=lambda todo=todo, aid=attempt_id: self._poll(unit, todo, aid))
+                             on_poll=lambda todo=todo, aid=attempt_id: self._poll(unit, todo, aid),
+                             arm_timeout_s=sweep.arm_timeout_s,
+                             memory_limit_mb=sweep.memory_limit_mb)
             res = self.executor.run_attempt(job)
             if res.cancelled:
                 return unit.unit_id

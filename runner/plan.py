@@ -150,6 +150,8 @@ class Sweep:
     training: Mapping[str, Any]
     source: str = "<dict>"
     text: str | None = dataclasses.field(default=None, compare=False, repr=False)
+    arm_timeout_s: float | None = None
+    memory_limit_mb: float | None = None
 
     @property
     def n_units(self) -> int:
@@ -163,7 +165,9 @@ class Sweep:
         """The sweep as a sweep-file dict (loadable again by ``load_sweep``)."""
         out: dict[str, Any] = {
             "sweep": {"name": self.name, "task": self.task, "timeout_s": self.timeout_s,
-                      "retries": self.retries},
+                      "retries": self.retries,
+                      **{k: getattr(self, k) for k in ("arm_timeout_s", "memory_limit_mb")
+                         if getattr(self, k) is not None}},
             "grid": {"N": list(self.N), "gridsize": list(self.gridsize),
                      "nphotons": list(self.nphotons)},
             "arms": {"loss": list(self.loss), "seed": list(self.seed)},
@@ -192,7 +196,7 @@ class Sweep:
 
     def identity(self) -> dict[str, Any]:
         """What makes two sweeps the same: :meth:`settings` plus the grid and arms (not the
-        execution policy ``timeout_s`` / ``retries``)."""
+        execution policy: ``timeout_s``, ``retries``, ``arm_timeout_s``, ``memory_limit_mb``)."""
         return {**self.settings(),
                 "grid": {"N": sorted(self.N), "gridsize": sorted(self.gridsize),
                          "nphotons": sorted(self.nphotons)},

@@ -2,7 +2,8 @@
 
 A sweep file (TOML, or the equivalent dict) has the sections::
 
-    [sweep]       name (required), task = "module:function", timeout_s > 0, retries >= 0
+    [sweep]       name (required), task = "module:function", timeout_s > 0, retries >= 0,
+                  arm_timeout_s > 0 and memory_limit_mb > 0 (optional limits)
     [grid]        N, gridsize, nphotons: non-empty lists, one worker unit per combination
     [arms]        loss (keys of ptycho.config.LOSS_PRESETS), seed (ints >= 0): arms of a unit
     [model]       ModelConfig fields except N, gridsize        (optional)
@@ -50,7 +51,7 @@ __all__ = ["SweepError", "Problem", "Sweep", "UnitPlan", "load_sweep", "apply_ov
 
 DEFAULT_TASK = "experiments.dose_response:run_unit"
 SECTIONS = ("sweep", "grid", "arms", "model", "simulation", "training")
-_SWEEP_KEYS = ("name", "task", "timeout_s", "retries")
+_SWEEP_KEYS = ("name", "task", "timeout_s", "retries", "arm_timeout_s", "memory_limit_mb")
 _GRID_KEYS = ("N", "gridsize", "nphotons")
 _ARM_KEYS = ("loss", "seed")
 _CONFIG_CLASSES = {"model": ModelConfig, "simulation": SimulationConfig,
@@ -319,6 +320,12 @@ def _validate(raw: Any, source: str, check_task_ref: bool = True,
     retries = sw.get("retries", 1)
     if not _is_int(retries) or retries < 0:
         P.append(Problem.invalid("sweep.retries", retries, "must be an integer >= 0"))
+    limits = {}
+    for key, what in (("arm_timeout_s", "seconds"), ("memory_limit_mb", "MiB")):
+        v = sw.get(key)
+        if v is not None and (not _is_number(v) or v <= 0):
+            P.append(Problem.invalid(f"sweep.{key}", v, f"must be a number of {what} > 0"))
+        limits[key] = float(v) if v is not None and _is_number(v) else None
 
     # [grid] and [arms]
     grid = sec["grid"]
@@ -389,7 +396,7 @@ def _validate(raw: Any, source: str, check_task_ref: bool = True,
                  N=tuple(Ns), gridsize=tuple(gs), nphotons=tuple(ps), loss=tuple(losses),
                  seed=tuple(seeds), model=overrides["model"],
                  simulation=overrides["simulation"], training=overrides["training"],
-                 source=source, text=text)
+                 source=source, text=text, **limits)
 
 
 def check_output_dir(sweep: Sweep, out_dir: str | Path) -> Sweep:

@@ -88,3 +88,21 @@ def test_limit_options_are_validated(name, value):
         get_executor("local", **{name: value})
     with pytest.raises(BackendError, match="takes no option"):
         get_executor("inprocess", memory_limit_mb=100)
+
+
+def test_limits_from_the_sweep_file(tmp_path, monkeypatch):
+    """[sweep] arm_timeout_s / memory_limit_mb reach the supervisor; bad values are bad input."""
+    use_tasks(monkeypatch)
+    monkeypatch.setenv("RUNNER_TEST_NO_NPZ", "1")
+    d = sweep_dict(task="runner_tasks:arm_hang_task", loss=("nll",), seed=(0, 1), timeout_s=60)
+    d["sweep"]["arm_timeout_s"] = 3
+    df = runner.run_sweep(write_sweep(tmp_path / "s.toml", d), tmp_path / "out",
+                          progress=False)
+    assert dict(zip(df["seed"], df["status"], strict=True)) == {0: "ok", 1: "timeout"}
+    assert "3" in open(tmp_path / "out" / "sweep.toml").read()
+    from runner.sweep import SweepError, load_sweep
+
+    for key, bad in (("arm_timeout_s", 0), ("memory_limit_mb", "lots")):
+        d["sweep"][key] = bad
+        with pytest.raises(SweepError, match=f"sweep.{key} = .* is invalid"):
+            load_sweep(d)
