@@ -64,6 +64,33 @@ def _poisson_nll(mean_counts, training):
     return nll
 
 
+#: Where the robust NLL turns from quadratic to linear, in deviance-residual units (about
+#: standard deviations of a well-fitted pixel).
+HUBER_DELTA = 2.0
+
+
+def _poisson_huber(mean_counts, training):
+    """The Poisson NLL made robust: Huber's function of each pixel's deviance residual
+    ``r = sign(lam - y) sqrt(dev)``. For ``|r| <= HUBER_DELTA`` it is exactly the NLL's term
+    (``dev / 2``), so near the fit it is the Poisson likelihood at every dose; beyond, it grows
+    like ``HUBER_DELTA * |r|``, so the large early residuals of bright pixels at high dose do
+    not swamp the rest (an L1-like push, as with the MAE). Divided by the expected counts per
+    pixel like the NLL."""
+    import tensorflow as tf
+
+    scale = 1.0 / float(mean_counts)
+    d = float(HUBER_DELTA)
+
+    def nll_huber(y, lam):
+        lam = tf.maximum(lam, 1e-12)
+        y_log_y = tf.math.xlogy(y, tf.maximum(y, 1e-12))
+        dev = tf.maximum(2.0 * (lam - y * tf.math.log(lam) - (y - y_log_y)), 0.0)
+        linear = d * tf.sqrt(tf.maximum(dev, d * d)) - 0.5 * d * d
+        return tf.reduce_mean(tf.where(dev <= d * d, 0.5 * dev, linear)) * scale
+
+    return nll_huber
+
+
 def _amplitude_mae(mean_counts, training):
     """Mean absolute error of the amplitudes, divided by the expected amplitude per pixel."""
     import tensorflow as tf
@@ -105,6 +132,9 @@ LOSSES: dict[str, DataLoss] = {loss.name: loss for loss in (
              "mean absolute error of sqrt(counts) (PtychoPINN's MAE arm)"),
     DataLoss("weighted", "intensity", _weighted, "mixed (nll_weight, mae_weight)",
              "nll_weight * nll + mae_weight * mae, PtychoPINN's legacy loss weights"),
+    DataLoss("nll_huber", "intensity", _poisson_huber, "robust Poisson deviance / 2 per count",
+             "Poisson NLL with Huber's function of the deviance residuals: the likelihood "
+             "near the fit, linear in large residuals (learns at high dose like the MAE)"),
 )}
 #: The names, in order.
 LOSS_NAMES = tuple(LOSSES)

@@ -87,3 +87,35 @@ def test_compile_without_steps_falls_back_to_the_constant_rate_with_a_warning():
     model_lib.compile_model(ae, TrainingConfig(lr_schedule="cosine", nepochs=2),
                             steps_per_epoch=3)
     assert float(ae.optimizer.learning_rate) == pytest.approx(1e-3)  # step 0 of the cosine
+
+
+def test_robust_nll_is_the_nll_near_the_fit_and_linear_far_from_it():
+    import tensorflow as tf
+
+    from ptycho import losses
+
+    mean = 100.0
+    lam, y = _counts(mean, shape=(4, 16, 16, 1), seed=2)
+    lam = np.maximum(lam, 20.0)
+    nll = get_loss("nll").make(mean, TrainingConfig())
+    robust = get_loss("nll_huber").make(mean, TrainingConfig())
+    # near the fit (|deviance residual| well under HUBER_DELTA) the two are the same function
+    near = lam + np.sqrt(lam)  # deviance residuals of about 1
+    assert float(robust(lam, near)) == pytest.approx(float(nll(lam, near)), rel=1e-3)
+    # far from it the robust loss grows linearly in the residual, the NLL quadratically
+    far = lam * 16.0
+    y64, far64 = y.astype(np.float64), far.astype(np.float64)
+    dev = 2 * (far64 - y64 + np.where(y64 > 0, y64 * np.log(np.maximum(y64, 1) / far64), 0))
+    d = losses.HUBER_DELTA
+    assert (dev > d * d).all()
+    expected = np.mean(d * np.sqrt(dev) - d * d / 2) / mean
+    assert float(robust(y, far)) == pytest.approx(expected, rel=1e-3)
+    assert float(nll(y, far)) == pytest.approx(np.mean(dev / 2) / mean, rel=1e-3)
+    assert float(nll(y, far)) / float(robust(y, far)) > 5
+    # finite gradients at a perfect fit and at zero counts
+    for target, pred in ((y, y + 0.0), (np.zeros_like(y), lam)):
+        p = tf.Variable(np.maximum(pred, 1e-3))
+        with tf.GradientTape() as tape:
+            value = robust(tf.constant(target), p)
+        assert np.isfinite(tape.gradient(value, p).numpy()).all()
+    assert losses.HUBER_DELTA > 0
