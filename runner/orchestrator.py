@@ -1,7 +1,8 @@
-"""The orchestrator: plan a sweep against its output directory, run the units, record results.
+"""The orchestrator: run the units of a sweep and record their results.
 
-:func:`run_sweep` validates the sweep and the output directory before anything is written,
-skips arms whose record is ``ok`` (resume; ``force=True`` reruns everything), and runs each
+:func:`run_sweep` validates the sweep, makes the output directory absolute, takes its lock
+(:func:`runner.outdir.output_lock`) and only then checks and plans against it
+(:mod:`runner.runplan`), before anything is written; it skips arms whose record is ``ok`` (resume; ``force=True`` reruns everything), and runs each
 remaining unit through an executor (:mod:`runner.executors`) with ``n_jobs`` joblib threads,
 each of which supervises one worker at a time. Results travel only through files of the output
 directory (a cluster executor writes the records it ships back there before returning, see
@@ -18,23 +19,21 @@ This module never imports TensorFlow (nor the task module).
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
-import os
 import signal
 import threading
 import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .executors import AttemptJob, AttemptResult, Executor, get_executor
-from .outdir import check_output_dir
+from .outdir import output_lock
 from .paths import OutputPaths
 from .progress import RunProgress
-from .store import atomic_write_json, atomic_write_text, consolidate, read_record, read_records
+from .runplan import DEFAULT_ROOT, RunPlan, plan_run, resolve_out
+from .store import atomic_write_json, atomic_write_text, consolidate, read_record
 from .sweep import Problem, Sweep, SweepError, UnitPlan, load_sweep
 from .unit import Arm
 
@@ -42,139 +41,7 @@ __all__ = ["run_sweep", "plan_run", "resolve_out", "RunPlan", "DEFAULT_ROOT", "O
 
 log = logging.getLogger(__name__)
 
-#: Default output root: ``results/<sweep name>`` relative to the current directory.
-DEFAULT_ROOT = Path("results")
-
-
-# -- planning --------------------------------------------------------------------------------
-@dataclass
-class RunPlan:
-    """What a run would do: every unit, and per unit the arms to run (the rest are skipped).
-
-    ``sweep`` is what was asked for; ``recorded`` is what the output directory's
-    ``sweep.toml`` will hold (the union with the sweeps run there before, see
-    :mod:`runner.outdir`)."""
-
-    sweep: Sweep
-    paths: OutputPaths
-    units: list[UnitPlan]
-    todo: dict[str, list[Arm]]
-    existing: dict[str, dict[str, Any]]
-    force: bool = False
-    recorded: Sweep | None = None
-
-    @property
-    def n_arms(self) -> int:
-        return sum(len(u.arms) for u in self.units)
-
-    @property
-    def n_run(self) -> int:
-        return sum(len(a) for a in self.todo.values())
-
-    def frame(self):
-        """One row per arm: identity columns, ``action`` (run/skip) and ``previous_status``."""
-        import pandas as pd
-
-        rows = []
-        for u in self.units:
-            run = {a.arm_id for a in self.todo.get(u.unit_id, [])}
-            for a in u.arms:
-                rows.append({**u.arm_columns(self.sweep, a),
-                             "action": "run" if a.arm_id in run else "skip",
-                             "previous_status": self.existing.get(a.arm_id, {}).get("status")})
-        return pd.DataFrame(rows)
-
-    def describe(self, max_units: int = 50) -> str:
-        """Human-readable plan (the first ``max_units`` units, then a count of the rest)."""
-        s = self.sweep
-        grew = self.recorded is not None and self.recorded.n_arms > s.n_arms
-        lines = [
-            f"sweep {s.name!r} from {s.source}: task {s.task}",
-            f"  {len(self.units)} unit(s) x {len(s.loss) * len(s.seed)} arm(s) "
-            f"(loss {list(s.loss)} x seed {list(s.seed)}) = {self.n_arms} arm(s)",
-            f"  output: {self.paths.root}" + ("" if self.paths.root.exists() else " (new)")
-            + (f" (holds a larger sweep of {self.recorded.n_arms} arm(s); its other rows are "
-               f"kept)" if grew else ""),
-            f"  to run: {self.n_run} arm(s) in {len(self.todo)} unit(s); skipped (already ok): "
-            f"{self.n_arms - self.n_run}" + (" [--force]" if self.force else ""),
-            f"  timeout {s.timeout_s:g} s per unit; a crashed unit is retried "
-            f"{s.retries} time(s)",
-            "",
-            f"  {'unit_id':<32} {'N':>4} {'gs':>3} {'nphotons':>9}  arms",
-        ]
-        for u in self.units[:max_units]:
-            run = self.todo.get(u.unit_id, [])
-            parts = []
-            for a in u.arms:
-                prev = self.existing.get(a.arm_id, {}).get("status")
-                act = "run" if a in run else "skip"
-                parts.append(f"{a.arm_id}[{a.loss},s{a.seed}]:{act}"
-                             + (f"(was {prev})" if prev else ""))
-            lines.append(f"  {u.unit_id:<32} {u.N:>4} {u.gridsize:>3} {u.nphotons:>9.3g}  "
-                         + ", ".join(parts))
-        if len(self.units) > max_units:
-            lines.append(f"  ... and {len(self.units) - max_units} more unit(s)")
-        return "\n".join(lines)
-
-
-def resolve_out(sweep: Sweep, out_dir: str | Path | None) -> Path:
-    """The absolute output directory: ``out_dir``, or ``results/<sweep name>`` under the
-    current directory. Absolute from the start, so a task that changes directory cannot
-    send records elsewhere."""
-    out = Path(out_dir) if out_dir is not None else DEFAULT_ROOT / sweep.name
-    return Path(os.path.abspath(out.expanduser()))
-
-
-def plan_run(sweep: str | Path | Mapping[str, Any] | Sweep, out_dir: str | Path | None = None,
-             force: bool = False, overrides: Sequence[str] = ()) -> RunPlan:
-    """Validate ``sweep`` (with ``overrides``) and its output directory and plan the run
-    (reads, never writes). Raises :class:`SweepError`."""
-    sw = load_sweep(sweep, overrides=overrides)
-    paths = OutputPaths(resolve_out(sw, out_dir))
-    recorded = check_output_dir(sw, paths.root)
-    existing = read_records(paths)
-    units = sw.plan()
-    todo = {}
-    for u in units:
-        arms = [a for a in u.arms
-                if force or existing.get(a.arm_id, {}).get("status") != "ok"]
-        if arms:
-            todo[u.unit_id] = arms
-    return RunPlan(sw, paths, units, todo, existing, force, recorded)
-
-
 # -- running ---------------------------------------------------------------------------------
-@contextlib.contextmanager
-def _output_lock(paths: OutputPaths) -> Iterator[None]:
-    """Hold an exclusive flock on the output directory itself (released by the kernel if we
-    die). Locking the directory, not a file in it, means deleting a file cannot defeat it;
-    where a file system cannot lock directories, ``<out>/.lock`` is locked instead."""
-    try:
-        fd = os.open(paths.root, os.O_RDONLY | os.O_DIRECTORY)
-    except OSError as exc:
-        raise SweepError(str(paths.root), [Problem("--out", f"cannot open the output "
-                                                   f"directory: {exc.strerror}")]) from None
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise SweepError(str(paths.root), [
-                "another ptycho-sweep run is writing to this output directory; wait for it "
-                "or pick another --out"]) from None
-        except OSError:  # no directory locks here (e.g. some network file systems)
-            os.close(fd)
-            fd = os.open(paths.lock, os.O_RDWR | os.O_CREAT, 0o644)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise SweepError(str(paths.root), [
-                    "another ptycho-sweep run is writing to this output directory; wait for "
-                    "it or pick another --out"]) from None
-        yield
-    finally:
-        os.close(fd)
-
-
 @contextlib.contextmanager
 def _on_interrupt(executor: Executor) -> Iterator[None]:
     """On SIGINT/SIGTERM (main thread only): kill the running workers, raise KeyboardInterrupt."""
@@ -370,7 +237,7 @@ def run_sweep(sweep: str | Path | Mapping[str, Any] | Sweep, out_dir: str | Path
             from None
     paths = OutputPaths(out)
     try:
-        with _output_lock(paths):  # lock first, then check: two starts cannot both pass
+        with output_lock(paths):  # lock first, then check: two starts cannot both pass
             plan = plan_run(sw, out, force)
             with executor:  # started (e.g. connected to a cluster) before anything is written
                 df = _run_locked(plan, executor, progress)

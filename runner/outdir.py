@@ -7,18 +7,25 @@ resumed in parts. :func:`check_output_dir` then returns the sweep to record in t
 the union of both grids and arms, so ``status`` and ``plot`` see every unit that was ever
 planned there, and every old row stays. A changed setting is refused with the keys that
 changed and how to start a new directory.
+
+A run holds :func:`output_lock` on the directory from before it checks the directory until it
+ends, so two starts can never both pass the check.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from .paths import OutputPaths
 from .plan import Sweep, dumps_toml
-from .sweep import SweepError, load_sweep
+from .sweep import Problem, SweepError, load_sweep
 
-__all__ = ["check_output_dir", "merge_sweeps"]
+__all__ = ["check_output_dir", "merge_sweeps", "output_lock"]
 
 
 def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
@@ -89,3 +96,34 @@ def check_output_dir(sweep: Sweep, out_dir: str | Path) -> Sweep:
             f"{details}); a study can grow in place only in [grid] and [arms]: pick another "
             f"--out or give the sweep a new sweep.name"])
     return merge_sweeps(other, sweep)
+
+
+@contextlib.contextmanager
+def output_lock(paths: OutputPaths) -> Iterator[None]:
+    """Hold an exclusive flock on the output directory itself (released by the kernel if we
+    die). Locking the directory, not a file in it, means deleting a file cannot defeat it;
+    where a file system cannot lock directories, ``<out>/.lock`` is locked instead."""
+    try:
+        fd = os.open(paths.root, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError as exc:
+        raise SweepError(str(paths.root), [Problem("--out", f"cannot open the output "
+                                                   f"directory: {exc.strerror}")]) from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise SweepError(str(paths.root), [
+                "another ptycho-sweep run is writing to this output directory; wait for it "
+                "or pick another --out"]) from None
+        except OSError:  # no directory locks here (e.g. some network file systems)
+            os.close(fd)
+            fd = os.open(paths.lock, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise SweepError(str(paths.root), [
+                    "another ptycho-sweep run is writing to this output directory; wait for "
+                    "it or pick another --out"]) from None
+        yield
+    finally:
+        os.close(fd)

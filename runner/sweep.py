@@ -18,7 +18,7 @@ seed, and the task reference (statically, see :mod:`runner.taskref`) -- and rais
 allowed) as data. Validation is linear in the size of the grid.
 
 Overrides (``ptycho-sweep run FILE training.nepochs=5 grid.N=[32]``) are dotted keys with TOML
-values, applied to the file's content before validation; see :func:`apply_overrides`.
+values, applied to the file's content before validation; see :mod:`runner.overrides`.
 
 The validated :class:`~runner.plan.Sweep` and its expansion into units and arms live in
 :mod:`runner.plan`.
@@ -46,7 +46,7 @@ from ptycho.config import (
 from .plan import SET_ELSEWHERE, Sweep, UnitPlan, canonical_json, dumps_toml, short_hash
 from .taskref import check_task, parse_task
 
-__all__ = ["SweepError", "Problem", "Sweep", "UnitPlan", "load_sweep", "apply_overrides",
+__all__ = ["SweepError", "Problem", "Sweep", "UnitPlan", "load_sweep", "parse_toml",
            "check_output_dir", "DEFAULT_TASK", "canonical_json", "short_hash", "dumps_toml"]
 
 DEFAULT_TASK = "experiments.dose_response:run_unit"
@@ -57,7 +57,6 @@ _ARM_KEYS = ("loss", "seed")
 _CONFIG_CLASSES = {"model": ModelConfig, "simulation": SimulationConfig,
                    "training": TrainingConfig}
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
-_BARE_WORD = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:/-]*$")
 _INT64 = 2**63
 
 
@@ -102,10 +101,11 @@ def _read_toml(path: Path) -> tuple[dict, str]:
     except OSError as exc:
         raise SweepError(str(path), [f"cannot read the sweep file: {exc.strerror or exc}"]) \
             from None
-    return _parse_toml(text, str(path)), text
+    return parse_toml(text, str(path)), text
 
 
-def _parse_toml(text: str, source: str) -> dict:
+def parse_toml(text: str, source: str) -> dict:
+    """``tomllib.loads(text)``; a decoding problem is a :class:`SweepError` of ``source``."""
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -113,43 +113,6 @@ def _parse_toml(text: str, source: str) -> dict:
     except RecursionError:
         raise SweepError(source, ["not a sweep file: its values are nested too deeply"]) \
             from None
-
-
-def apply_overrides(raw: Mapping[str, Any], overrides: Sequence[str],
-                    source: str = "command line") -> dict[str, Any]:
-    """``raw`` with ``section.key=value`` overrides applied (a new dict; ``raw`` is untouched).
-
-    ``value`` is a TOML value (``5``, ``1e-3``, ``[32, 64]``, ``"mae"``, ``true``); a bare word
-    (``constant``, ``experiments.dose_response:run_unit``) is taken as a string. Raises
-    :class:`SweepError` for a malformed override (the sections and keys themselves are checked
-    by :func:`load_sweep` like those of the file)."""
-    out = {k: dict(v) if isinstance(v, Mapping) else v for k, v in raw.items()}
-    problems = []
-    for item in overrides:
-        key, sep, value = item.partition("=")
-        key = key.strip()
-        section, dot, name = key.partition(".")
-        if not sep or not dot or not section or not name or "." in name:
-            problems.append(Problem(key, f"override {item!r} is invalid: must be "
-                                         f"section.key=value, e.g. training.nepochs=5"))
-            continue
-        try:
-            parsed = _parse_toml(f"v = {value}", source)["v"]
-        except SweepError:
-            if not _BARE_WORD.match(value.strip()):
-                problems.append(Problem(key, f"override {item!r} is invalid: {value!r} is not "
-                                             f"a TOML value (quote strings: {key}=\"...\")"))
-                continue
-            parsed = value.strip()
-        target = out.setdefault(section, {})
-        if not isinstance(target, dict):
-            problems.append(Problem(key, f"override {item!r} is invalid: [{section}] is not a "
-                                         f"table"))
-            continue
-        target[name] = parsed
-    if problems:
-        raise SweepError(source, problems)
-    return out
 
 
 def load_sweep(sweep: str | Path | Mapping[str, Any] | Sweep, *, check_task: bool = True,
@@ -171,6 +134,8 @@ def load_sweep(sweep: str | Path | Mapping[str, Any] | Sweep, *, check_task: boo
         source = str(sweep)
         raw, text = _read_toml(Path(sweep))
     if overrides:
+        from .overrides import apply_overrides
+
         raw = apply_overrides(raw, overrides)
         text = None
     sw = _validate(raw, source, check_task, text=text)
