@@ -1,0 +1,144 @@
+"""The dose-response figure: SSIM, PSNR (dB) and FRC50 (pixels) of amplitude and phase against
+the dose, and the final training loss per loss function (see :mod:`runner.plots`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .common import _figure, _footnote, _has, _legend, _log_y, _names, _numeric
+
+__all__ = ["plot_dose_response", "dose_response_figure"]
+
+#: Rows of the dose-response figure: (metric, its constant-image baseline, panel title, y label).
+_PANELS = (
+    (("amp_norm_ssim", "amp_norm_ssim_baseline", "amplitude SSIM (amplitude / its mean)",
+      "SSIM (1 = perfect)"),
+     ("amp_norm_psnr", "amp_norm_psnr_baseline", "amplitude PSNR (amplitude / its mean)",
+      "PSNR (dB)"),
+     ("amp_frc50_px", None, "amplitude resolution: FRC = 0.5",
+      "FRC50 (pixels, log; lower is better)")),
+    (("phase_plane_ssim", "phase_plane_ssim_baseline", "phase SSIM (best-fit plane removed)",
+      "SSIM (1 = perfect)"),
+     ("phase_plane_psnr", "phase_plane_psnr_baseline", "phase PSNR (best-fit plane removed)",
+      "PSNR (dB)"),
+     ("phase_frc50_px", None, "phase resolution: FRC = 0.5",
+      "FRC50 (pixels, log; lower is better)")),
+)
+_STYLES = (("-", "o"), (":", "s"), ("-.", "^"), ((0, (5, 1, 1, 1, 1, 1)), "D"))
+_BASELINE_STYLE = "--"
+_DOSE_LABEL = "dose (photons per pattern)"
+_KEY = ["N", "gridsize", "loss"]
+
+
+def _point_stats(df, metric: str):
+    """Per N / gridsize / loss / dose: mean and std over the ok arms' values, number of them,
+    and whether an arm of the point is not ok. Every point with an arm is a row (mean NaN
+    when none is ok: a gap in the line)."""
+    import pandas as pd
+
+    values = pd.to_numeric(df[metric], errors="coerce") if metric in df else float("nan")
+    d = df.assign(_value=values, _bad=df["status"] != "ok")
+    d["_value"] = d["_value"].where(df["status"] == "ok")
+    return (d.groupby(_KEY + ["nphotons"])
+            .agg(mean=("_value", "mean"), std=("_value", "std"), n=("_value", "count"),
+                 bad=("_bad", "any"))
+            .reset_index().sort_values(_KEY + ["nphotons"]))
+
+
+def _draw_metric(ax, df, metric: str, colours: dict, styles: dict, losses=None) -> bool:
+    """Lines of ``metric`` (``losses``: only these); returns whether a point failed."""
+    stats = _point_stats(df, metric)
+    failed = False
+    for (n, g, loss), grp in stats.groupby(_KEY):
+        if losses is not None and loss not in losses:
+            continue
+        ls, marker = styles[loss]
+        colour = colours[(n, g)]
+        ax.plot(grp["nphotons"], grp["mean"], color=colour, linestyle=ls, marker=marker,
+                markersize=5)
+        multi = grp[grp["n"] > 1]
+        if len(multi):
+            ax.errorbar(multi["nphotons"], multi["mean"], yerr=multi["std"], fmt="none",
+                        ecolor=colour, capsize=3, elinewidth=1)
+        bad = grp[grp["bad"]]
+        if len(bad):  # on the bottom edge, at the dose: x in data, y in axes coordinates
+            failed = True
+            ax.plot(bad["nphotons"], [0.03] * len(bad), linestyle="none", marker="x",
+                    markersize=9, markeredgewidth=2, color=colour,
+                    transform=ax.get_xaxis_transform(), clip_on=False, zorder=5)
+    return failed
+
+
+def plot_dose_response(df, path: str | Path, sweep_toml: str | Path | None = None) -> Path:
+    """Write the dose-response figure of the results table ``df`` to ``path`` (see the module
+    docstring); ``sweep_toml`` (default: ``sweep.toml`` beside ``path``) fills the footnote
+    where the table has no training-settings columns."""
+    path = Path(path)
+    sweep_toml = Path(sweep_toml) if sweep_toml is not None else path.with_name("sweep.toml")
+    dose_response_figure(df, sweep_toml).savefig(path, dpi=100)
+    return path
+
+
+def dose_response_figure(df, sweep_toml: str | Path | None = None):
+    """The figure of :func:`plot_dose_response` (a matplotlib ``Figure``)."""
+    from matplotlib.lines import Line2D
+
+    df = df[df["status"].notna()] if "status" in df else df
+    losses = sorted({str(v) for v in df["loss"].dropna()})
+    configs = sorted({(int(n), int(g)) for n, g in zip(df["N"], df["gridsize"], strict=True)})
+    colours = {c: f"C{i % 10}" for i, c in enumerate(configs)}
+    styles = {loss: _STYLES[i % len(_STYLES)] for i, loss in enumerate(losses)}
+    n_loss_panels = min(max(len(losses), 1), 3)
+    fig = _figure(15, 12.5)
+    axes = fig.subplots(3, 3)
+    doses = sorted(df["nphotons"].dropna().unique()) if len(df) else [1.0]
+    failed = False
+    panels = [(ax, *spec) for row, specs in zip(axes, _PANELS, strict=False)
+              for ax, spec in zip(row, specs, strict=True)]
+    panels += [(axes[2, i], "final_loss", None, f"final training loss: {loss}",
+                f"{loss} loss (its own units)") for i, loss in enumerate(losses[:3])]
+    for i, (ax, metric, base, title, ylabel) in enumerate(panels):
+        ax.set_xscale("log")
+        ax.set_xlim(doses[0] / 2, doses[-1] * 2)
+        ax.set_xlabel(_DOSE_LABEL)
+        ax.set_ylabel(ylabel)
+        ax.set_title(title, fontsize="medium")
+        ax.grid(True, which="major", alpha=0.3)
+        only = [losses[i - 6]] if metric == "final_loss" else None
+        if not _has(df, metric):  # still mark the failures
+            ax.text(0.5, 0.5, f"no value of {metric}", ha="center", va="center",
+                    transform=ax.transAxes, color="0.4")
+        elif metric.endswith("_frc50_px"):  # from 2 px to "never reached" (hundreds)
+            _log_y(ax)
+        failed |= _draw_metric(ax, df, metric, colours, styles, only)
+        if base is not None and _has(df, base):  # per N / gridsize: each scores its region
+            ok = _numeric(df[df["status"] == "ok"], [base])
+            for (n, g), grp in ok.groupby(["N", "gridsize"]):
+                b = grp.groupby("nphotons")[base].mean().sort_index()
+                ax.plot(b.index, b.values, color=colours[(int(n), int(g))],
+                        linestyle=_BASELINE_STYLE, linewidth=1.2, alpha=0.7)
+    for ax in axes[2, n_loss_panels:]:
+        ax.set_visible(False)
+    handles = [Line2D([], [], color=colours[c], linewidth=3) for c in configs]
+    labels = [f"N={n}, gridsize {g}" for n, g in configs]
+    for loss in losses:
+        ls, marker = styles[loss]
+        handles.append(Line2D([], [], color="0.2", linestyle=ls, marker=marker))
+        labels.append(f"loss: {loss}")
+    handles.append(Line2D([], [], color="0.4", linestyle=_BASELINE_STYLE))
+    labels.append("constant image (baseline),\nin the colour of its N / gridsize")
+    if failed:
+        handles.append(Line2D([], [], color="0.2", linestyle="none", marker="x", markersize=9,
+                              markeredgewidth=2))
+        labels.append("an arm failed / timed out /\ncrashed at this dose (the line\n"
+                      "breaks where no arm is ok)")
+    spare = axes[2, n_loss_panels] if n_loss_panels < 3 else None
+    if spare is not None:
+        spare.set_visible(True)
+    _legend(fig, handles, labels, spare)
+    seeds = df["seed"].nunique() if "seed" in df else 1
+    points = (f"points: mean over {seeds} seeds, error bars: std over seeds" if seeds > 1
+              else "points: one seed each (no error bars)")
+    fig.suptitle(f"Reconstruction quality against dose: {_names(df)}")
+    fig.supxlabel(_footnote(df, sweep_toml, points), fontsize="small", x=0.01, ha="left")
+    return fig
