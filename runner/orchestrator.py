@@ -2,16 +2,16 @@
 
 :func:`run_sweep` validates the sweep, makes the output directory absolute, takes its lock
 (:func:`runner.outdir.output_lock`) and only then checks and plans against it
-(:mod:`runner.runplan`), before anything is written; it skips arms whose record is ``ok`` (resume; ``force=True`` reruns everything), and runs each
-remaining unit through an executor (:mod:`runner.executors`) with ``n_jobs`` joblib threads,
-each of which supervises one worker at a time. Results travel only through files of the output
-directory (a cluster executor writes the records it ships back there before returning, see
-:mod:`runner.dask_executor`): after an attempt, every arm of the unit without a record from
-that attempt gets one written here -- ``timeout``, or ``crashed`` (killed by a signal / nonzero
-exit / a lost cluster worker, with the log tail). A crashed unit is re-run for its crashed
-arms up to ``sweep.retries`` times; ``failed`` (the task raised) and ``timeout`` are not retried
-within a run, but are on the next run. ``metrics.parquet`` and ``metrics.csv`` are rewritten
-after each unit and at the end.
+(:mod:`runner.runplan`), before anything is written; it skips arms whose record is ``ok``
+(resume; ``force=True`` reruns everything), and runs each remaining unit through an executor
+(:mod:`runner.executors`) with ``n_jobs`` joblib threads, each of which supervises one worker at
+a time. Results travel only through files of the output directory (a cluster executor writes the
+records it ships back there before returning, see :mod:`runner.dask_executor`): after an
+attempt, every arm of the unit without a record from that attempt gets one written here --
+``timeout``, or ``crashed`` (killed by a signal / nonzero exit / a lost cluster worker, with the
+log tail). A crashed unit is re-run for its crashed arms up to ``sweep.retries`` times;
+``failed`` (the task raised) and ``timeout`` are not retried within a run, but are on the next
+run. ``metrics.parquet`` and ``metrics.csv`` are rewritten after each unit and at the end.
 
 This module never imports TensorFlow (nor the task module).
 """
