@@ -3,6 +3,17 @@
 Part of the ``dask`` backend (see :mod:`runner.dask_executor` for the whole picture); kept apart
 so that the orchestrator side and the worker side each read on their own. Imports nothing from
 ``distributed`` at module level (``get_worker`` is imported inside the task).
+
+Records stream back: while the unit's process runs in a scratch directory, every supervision
+poll (``poll_s``) looks for records of this attempt that appeared or changed there and sends each
+one to the orchestrator as a Dask event (:meth:`distributed.Worker.log_event` on the run's topic,
+tagged with the task's key and this worker's address), so an arm's record reaches ``<out>/``
+about when the arm finishes, not when the unit does. The end-of-unit payload still carries every
+record of the attempt (a lost event costs nothing but latency).
+
+This module is also the Dask *preload* of the workers of a cluster the backend starts itself
+(:func:`dask_setup`: those worker processes ignore SIGINT, so a terminal's Ctrl-C is left to the
+orchestrator, which cancels the units and closes the cluster).
 """
 
 from __future__ import annotations
@@ -11,6 +22,7 @@ import contextlib
 import itertools
 import os
 import shutil
+import signal
 import socket
 import tempfile
 import threading
@@ -23,7 +35,7 @@ from .paths import OutputPaths
 from .resources import worker_env
 from .store import atomic_write_json, read_json
 
-__all__ = ["run_unit_on_dask_worker", "LOG_LIMIT_BYTES", "WORKER_ENV"]
+__all__ = ["run_unit_on_dask_worker", "dask_setup", "LOG_LIMIT_BYTES", "WORKER_ENV"]
 
 #: At most this much of an attempt's log is shipped back.
 LOG_LIMIT_BYTES = 1 << 20
@@ -32,6 +44,42 @@ WORKER_ENV = "PTYCHO_SWEEP_DASK_WORKER"
 
 
 # -- on the Dask worker ----------------------------------------------------------------------
+def dask_setup(worker: Any) -> None:
+    """Dask preload hook (``preload=["runner.dask_task"]``): this worker process ignores
+    SIGINT (a Ctrl-C in the orchestrator's terminal reaches its whole process group)."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+class _RecordStream:
+    """Sends each record of this attempt that appears (or changes) in a scratch ``records/``
+    directory to the orchestrator as an event on ``topic``."""
+
+    def __init__(self, worker: Any, topic: str | None, key: str, records_dir: Path,
+                 attempt_id: str):
+        self.worker, self.topic, self.key = worker, topic, key
+        self.records_dir, self.attempt_id = records_dir, attempt_id
+        self._seen: dict[str, tuple[int, int]] = {}
+
+    def poll(self) -> None:
+        if not self.topic:
+            return
+        for p in sorted(self.records_dir.glob("*.json")):
+            try:
+                st = p.stat()
+                if self._seen.get(p.name) == (st.st_ino, st.st_mtime_ns):
+                    continue
+                rec = read_json(p)
+            except (OSError, ValueError):
+                continue
+            self._seen[p.name] = (st.st_ino, st.st_mtime_ns)
+            if not isinstance(rec, dict) or rec.get("attempt_id") != self.attempt_id:
+                continue
+            with contextlib.suppress(Exception):  # not serialisable: it ships at the end
+                self.worker.log_event(self.topic, {"key": self.key, "record": rec,
+                                                   "worker": self.worker.address})
+
+
 _SLOT_LOCK = threading.Lock()
 _BUSY_SLOTS: set[int] = set()
 
@@ -110,10 +158,14 @@ def run_unit_on_dask_worker(payload: Mapping[str, Any]) -> dict[str, Any]:
     unit = dict(payload["unit"])
     cancelled = threading.Event()
 
-    def check_cancelled() -> None:  # the orchestrator cancelled the future, or went away
-        ts = worker.state.tasks.get(key)
+    stream: _RecordStream | None = None
+
+    def on_poll() -> None:
+        ts = worker.state.tasks.get(key)  # the orchestrator cancelled the future, or went away
         if ts is None or ts.state not in ("executing", "long-running"):
             cancelled.set()
+        if stream is not None:
+            stream.poll()
 
     shipped: dict[str, Any] = {"worker": address, "records": [], "outcome": None, "log": "",
                                "artifacts": {}}
@@ -141,6 +193,8 @@ def run_unit_on_dask_worker(payload: Mapping[str, Any]) -> dict[str, Any]:
             paths.artifact_dir(unit_id).mkdir(parents=True)
             unit_json = paths.unit_json(unit_id)
             atomic_write_json(unit_json, unit)
+            stream = _RecordStream(worker, payload.get("stream_topic"), key,
+                                   paths.records_dir, unit["attempt_id"])
         cwd = Path(payload["cwd"])
         if not cwd.is_dir():
             cwd = scratch if scratch is not None else Path(worker.local_directory)
@@ -164,7 +218,7 @@ def run_unit_on_dask_worker(payload: Mapping[str, Any]) -> dict[str, Any]:
                          f"worker {address} (host {socket.gethostname()}, pid {os.getpid()}, "
                          f"slot {slot}, {where}) =====\n".encode())
             job = AttemptJob(unit_id, unit_json, log_path, float(payload["timeout_s"]), cwd,
-                             on_poll=check_cancelled,
+                             on_poll=on_poll,
                              arm_timeout_s=payload.get("arm_timeout_s"),
                              memory_limit_mb=payload.get("memory_limit_mb"))
             shipped["result"] = run_worker_process(

@@ -9,9 +9,11 @@ import json
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +26,7 @@ from runner_testlib import (  # noqa: E402
     REPO,
     cli_env,
     pid_gone,
+    run_cli,
     sweep_dict,
     tasks_pythonpath,
     use_tasks,
@@ -138,6 +141,10 @@ def test_same_table_as_local_each_unit_a_fresh_process(cluster, tmp_path, monkey
     assert not set(remote["pid"]) & (dask_pids | {os.getpid()})
     assert set(remote["parent_pid"]) <= dask_pids
     assert not remote["tf_loaded"].any()
+    # where each arm ran: the Dask worker's address and its host
+    assert set(remote["dask_worker"]) <= set(worker_pids(client))
+    assert set(remote["host"]) == {socket.gethostname()}
+    assert "dask_worker" not in local
 
     # the output directory looks as if the units had run here
     lp, dp = OutputPaths(tmp_path / "local"), OutputPaths(tmp_path / "dask")
@@ -274,10 +281,11 @@ def test_gpu_units_ask_for_a_gpu_resource_only_where_there_are_gpus(cluster, tmp
 
 
 @pytest.mark.parametrize("allowed_failures, retries, shared_dir", [
-    (0, 1, False),  # KilledWorker -> the sweep's retry runs the unit again: ok, attempt 2
-    (0, 0, True),   # no retry left: crashed, naming the worker; the arm recorded before stays
+    (0, 1, False),  # KilledWorker -> the sweep's retry runs the unrecorded arm again: attempt 2
+    (0, 0, False),  # no retry left: crashed, naming the worker; the arm streamed back stays
+    (0, 0, True),   # the same, the arm recorded in the shared directory stays
     (3, 0, False),  # Dask re-runs the task on another worker itself: ok, attempt 1
-], ids=["sweep-retry", "crashed-shared-dir", "dask-retry"])
+], ids=["sweep-retry", "crashed-scratch", "crashed-shared-dir", "dask-retry"])
 def test_killed_dask_worker_never_loses_or_duplicates_a_row(tmp_path, monkeypatch,
                                                            allowed_failures, retries,
                                                            shared_dir):
@@ -309,6 +317,8 @@ def test_killed_dask_worker_never_loses_or_duplicates_a_row(tmp_path, monkeypatc
         pids = worker_pids(client)
         assert dask_pid in pids.values() and unit_pid not in pids.values()
         lost = next(addr for addr, pid in pids.items() if pid == dask_pid)
+        first_arm = OutputPaths(out).record(victim.arms[0].arm_id)
+        wait_for(first_arm.is_file, timeout=10)  # streamed back (or written: --shared-dir)
         os.kill(dask_pid, signal.SIGKILL)
         wait_for(lambda: pid_gone(unit_pid), timeout=10)  # the unit died with its Dask worker
         thread.join(timeout=90)
@@ -321,13 +331,21 @@ def test_killed_dask_worker_never_loses_or_duplicates_a_row(tmp_path, monkeypatc
     assert len(pd.read_parquet(paths.metrics_parquet)) == 4
     assert set(df.loc[df["N"] == 16, "status"]) == {"ok"}
     hit = df[df["unit_id"] == victim.unit_id].set_index("loss")
-    if retries or allowed_failures:  # retried elsewhere, in a new process
-        assert list(hit["status"]) == ["ok", "ok"]
-        assert set(hit["attempt"]) == {2 if retries else 1}
+    first, second = hit.loc["nll"], hit.loc["mae"]
+    if allowed_failures:  # Dask ran the whole attempt again elsewhere: its records replace
+        assert list(hit["status"]) == ["ok", "ok"] and set(hit["attempt"]) == {1}
         assert unit_pid not in set(hit["pid"]) and dask_pid not in set(hit["parent_pid"])
+        assert lost not in set(hit["dask_worker"])
+        return
+    # the arm recorded before the worker died is kept, from the process that ran it
+    assert first["status"] == "ok" and first["pid"] == unit_pid and first["attempt"] == 1
+    assert first["host"] == socket.gethostname()
+    if not shared_dir:  # (--shared-dir: dask_worker is added when the unit's task returns)
+        assert first["dask_worker"] == lost
+    if retries:  # the other arm: retried elsewhere, in a new process
+        assert second["status"] == "ok" and second["attempt"] == 2
+        assert second["pid"] != unit_pid and second["dask_worker"] != lost
     else:
-        first, second = hit.loc["nll"], hit.loc["mae"]
-        assert first["status"] == "ok" and first["pid"] == unit_pid  # written before the kill
         assert second["status"] == "crashed" and second["attempt"] == 1
         assert f"Dask worker {lost} died" in second["error"]
 
@@ -361,3 +379,142 @@ def test_interrupted_orchestrator_stops_units_on_the_workers(cluster, ready_dir,
     assert worker_pids(client) == pids
     assert not list(OutputPaths(out).records_dir.glob("*.json"))
     assert runner.plan_run(sweep, out).n_run == 2
+
+
+def test_records_stream_back_as_each_arm_finishes(cluster, ready_dir, tmp_path, monkeypatch):
+    """Scratch mode: the first arm's record reaches <out> while its unit is still running (it
+    blocks after that arm), tagged with the Dask worker and host that ran it."""
+    cl, client = cluster
+    use_tasks(monkeypatch)
+    sweep = sweep_dict(task="runner_tasks:block_once_task", N=(64,), nphotons=(5e4,),
+                       timeout_s=8, retries=0)
+    unit = runner.load_sweep(sweep).plan()[0]
+    paths = OutputPaths(tmp_path / "out")
+    result: dict = {}
+    thread = threading.Thread(target=lambda: result.update(df=runner.run_sweep(
+        sweep, paths.root, backend="dask", scheduler=cl.scheduler_address, progress=False)),
+        daemon=True)
+    thread.start()
+    marker = ready_dir / f"{unit.unit_id}.ready"
+    wait_for(marker.is_file, timeout=60)
+    unit_pid, dask_pid = map(int, marker.read_text().split())
+    first = paths.record(unit.arms[0].arm_id)
+    wait_for(first.is_file, timeout=5)  # the unit is still running (it times out at 8 s)
+    assert not pid_gone(unit_pid)
+    rec = json.loads(first.read_text())
+    assert rec["status"] == "ok" and rec["pid"] == unit_pid
+    address = next(a for a, pid in worker_pids(client).items() if pid == dask_pid)
+    assert rec["dask_worker"] == address and rec["host"] == socket.gethostname()
+    assert not paths.record(unit.arms[1].arm_id).exists()
+    thread.join(timeout=60)
+    df = result["df"].set_index("loss")
+    assert df.loc["nll", "status"] == "ok" and df.loc["mae", "status"] == "timeout"
+    assert df.loc["nll", "dask_worker"] == address
+
+
+# -- Ctrl-C while the cluster starts (D8) ----------------------------------------------------
+def _interrupt_run(args: list[str], tmp_path: Path, ready, env: dict | None = None) -> tuple:
+    """Start `python -m runner run ... --backend dask *args`, wait for ``ready()``, send SIGINT;
+    return (exit code, seconds from SIGINT to exit, stderr, pids it had started)."""
+    sweep = write_sweep(tmp_path / "s.toml", sweep_dict())
+    proc = subprocess.Popen([sys.executable, "-m", "runner", "run", str(sweep), "--out",
+                             str(tmp_path / "out"), "--backend", "dask", "--no-progress",
+                             *args], cwd=REPO, env=env or cli_env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(ready, timeout=60)
+        children = [c.pid for c in psutil.Process(proc.pid).children(recursive=True)]
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+        return proc.returncode, time.monotonic() - sent, err, children
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_ctrl_c_while_connecting_to_a_silent_scheduler_stops_at_once(tmp_path):
+    """A scheduler address that accepts TCP connections and never answers."""
+    pytest.importorskip("distributed")
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)  # the kernel accepts; nobody ever reads or writes
+        address = f"tcp://127.0.0.1:{silent.getsockname()[1]}"
+        started = time.monotonic()
+        code, took, err, _ = _interrupt_run(["--scheduler", address], tmp_path,
+                                            lambda: time.monotonic() - started > 3)
+    assert code == 130, err[-3000:]
+    assert took < 5, f"exit {took:.1f} s after SIGINT"
+    assert "interrupted" in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+
+
+SLOW_SPAWN = """
+import os, sys, time
+if os.environ.get("RUNNER_TEST_SLOW_SPAWN") and "--multiprocessing-fork" in sys.argv:
+    open(os.path.join(os.environ["RUNNER_TEST_SLOW_SPAWN"], str(os.getpid())), "w").close()
+    time.sleep(60)
+"""
+
+
+def test_ctrl_c_while_the_local_cluster_starts_stops_at_once(tmp_path):
+    """The LocalCluster's worker processes take 60 s to start (a sitecustomize sleeps in
+    them): SIGINT meanwhile ends the run with 130 at once and kills them."""
+    pytest.importorskip("distributed")
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(SLOW_SPAWN)
+    spawned = tmp_path / "spawned"
+    spawned.mkdir()
+    env = cli_env(RUNNER_TEST_SLOW_SPAWN=spawned)
+    env["PYTHONPATH"] = os.pathsep.join([str(site), env["PYTHONPATH"]])
+    code, took, err, children = _interrupt_run(
+        ["--n-jobs", "2"], tmp_path, lambda: len(list(spawned.iterdir())) == 2, env)
+    assert code == 130, err[-3000:]
+    assert took < 10, f"exit {took:.1f} s after SIGINT"
+    assert "interrupted" in err and "Traceback" not in err
+    workers = [int(p.name) for p in spawned.iterdir()]
+    assert set(workers) <= set(children)
+    wait_for(lambda: all(pid_gone(pid) for pid in children), timeout=10)
+    assert not (tmp_path / "out").exists()
+
+
+# -- a cluster started with the dask command line --------------------------------------------
+def test_sweep_on_a_cluster_started_with_dask_scheduler_and_dask_worker(tmp_path):
+    """`dask scheduler` and `dask worker` (two processes), as the README shows; then
+    `ptycho-sweep run --backend dask --scheduler ADDRESS`."""
+    pytest.importorskip("distributed")
+    info = tmp_path / "scheduler.json"
+    env = cli_env(DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES=0)
+    dask_cli = [sys.executable, "-m", "dask"]
+    procs = [subprocess.Popen([*dask_cli, "scheduler", "--host", "127.0.0.1", "--port", "0",
+                               "--dashboard-address", ":0", "--scheduler-file", str(info)],
+                              cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)]
+    try:
+        wait_for(info.is_file, timeout=60)
+        address = json.loads(info.read_text())["address"]
+        procs.append(subprocess.Popen([*dask_cli, "worker", address, "--nworkers", "2",
+                                       "--nthreads", "1", "--no-dashboard"], cwd=tmp_path,
+                                      env=env, stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.DEVNULL))
+        sweep = write_sweep(tmp_path / "s.toml", sweep_dict(N=(16, 32)))
+        out = tmp_path / "out"
+        proc = run_cli("run", sweep, "--out", out, "--backend", "dask", "--scheduler", address,
+                       "--no-progress", timeout=180)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert "2 worker(s), 2 thread(s)" in proc.stderr
+        df = runner.load_results(out)
+        assert len(df) == 4 and set(df["status"]) == {"ok"}
+        assert df["dask_worker"].nunique() >= 1 and set(df["host"]) == {socket.gethostname()}
+        dask_pids = {c.pid for p in procs for c in psutil.Process(p.pid).children(True)}
+        assert set(df["parent_pid"]) <= dask_pids  # run by those Dask workers
+    finally:
+        for p in reversed(procs):
+            p.send_signal(signal.SIGTERM)
+        for p in procs:
+            try:
+                p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                p.kill()
