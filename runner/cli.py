@@ -132,6 +132,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--gpus-per-unit", default=None, metavar="K|auto",
                      help="dask: Dask 'GPU' resources each unit asks for (default auto: 1 if "
                           "a worker advertises GPU, else 0)")
+    run.add_argument("--cluster", default=None, choices=("local", "slurm"),
+                     help="dask without --scheduler: the cluster started for the run, local "
+                          "(default) or slurm (dask-jobqueue; ~/.config/dask/jobqueue.yaml)")
+    run.add_argument("--cluster-option", action="append", default=None, metavar="KEY=VALUE",
+                     help="dask --cluster slurm: a SLURMCluster setting over jobqueue.yaml, "
+                          "repeatable (walltime=02:00:00, queue=gpu, cores=8...)")
     run.add_argument("--shared-dir", action="store_true",
                      help="dask: the output directory is mounted at the same path on the "
                           "workers; units write into it instead of shipping results back")
@@ -202,6 +208,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
         options["gpus_per_unit"] = args.gpus_per_unit
     if args.shared_dir:
         options["shared_dir"] = True
+    if args.cluster is not None:
+        options["cluster"] = args.cluster
+    if args.cluster_option:
+        options["cluster_options"] = args.cluster_option
     try:
         if args.dry_run:
             from .executors import get_executor

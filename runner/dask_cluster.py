@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import math
 from collections.abc import Iterable, Mapping
@@ -37,7 +38,7 @@ from typing import Any
 from .executors import BackendError
 
 __all__ = ["probe_scheduler", "new_local_cluster", "new_slurm_cluster", "slurm_jobs",
-           "child_pids", "abort_local_start", "capacity", "parse_cluster_options",
+           "child_pids", "abort_local_start", "capacity", "parse_cluster_options", "jobqueue",
            "JOBQUEUE_HINT", "PRELOAD"]
 
 log = logging.getLogger(__name__)
@@ -144,7 +145,7 @@ def capacity(workers: Mapping[str, Mapping[str, Any]], gpus_per_unit: int | str,
     return host_slots, threads, int(k), sum(int(g // k) for g in gpus)
 
 
-def _jobqueue() -> Any:
+def jobqueue() -> Any:
     try:
         import dask_jobqueue
     except ImportError as exc:
@@ -163,13 +164,12 @@ def _setting(options: Mapping[str, Any], key: str) -> Any:
 
 
 def parse_cluster_options(options: Mapping[str, Any] | Iterable[str] | None) -> dict[str, Any]:
-    """SLURMCluster arguments from a mapping, or from ``KEY=VALUE`` strings (``--cluster-option``;
-    VALUE read as YAML, as in ``jobqueue.yaml``: ``cores=8``, ``walltime=02:00:00``,
-    ``job_extra_directives=["--gres=gpu:1"]``). Dashes in KEY become underscores."""
+    """SLURMCluster arguments from a mapping, or from ``KEY=VALUE`` strings (``--cluster-option``:
+    VALUE is read as JSON when it is JSON -- ``cores=8``, ``job_extra_directives=["--gres=gpu:1"]``
+    -- else kept as text: ``walltime=02:00:00``, ``memory=16GiB``). Dashes in KEY become
+    underscores."""
     if options is None or isinstance(options, Mapping):
         return dict(options or {})
-    import yaml
-
     parsed: dict[str, Any] = {}
     for item in options:
         key, sep, value = str(item).partition("=")
@@ -178,8 +178,8 @@ def parse_cluster_options(options: Mapping[str, Any] | Iterable[str] | None) -> 
             raise BackendError(f"--cluster-option {item!r} is invalid: must be KEY=VALUE, e.g. "
                                f"walltime=02:00:00")
         try:
-            parsed[key] = yaml.safe_load(value) if value.strip() else ""
-        except yaml.YAMLError:
+            parsed[key] = json.loads(value)
+        except ValueError:
             parsed[key] = value
     return parsed
 
@@ -201,7 +201,7 @@ def new_slurm_cluster(options: Mapping[str, Any] | None = None) -> Any:
     """A :class:`dask_jobqueue.SLURMCluster` with no job submitted yet (``cluster.scale(jobs=
     k)`` submits them; ``cluster.job_script()`` shows the script). ``options`` override the
     user's ``jobqueue.slurm`` Dask config."""
-    jq = _jobqueue()
+    jq = jobqueue()
     kwargs: dict[str, Any] = {"job_name": "ptycho-sweep", **(options or {})}
     scheduler = dict(SCHEDULER_OPTIONS)
     scheduler.update(kwargs.pop("scheduler_options", None) or {})

@@ -179,6 +179,9 @@ class DaskExecutor(Executor):
                 f"advertises none: pass --scheduler of a cluster whose workers run with "
                 f"--resources {GPU_RESOURCE}=1 (or use --backend local, which gives each unit "
                 f"a GPU)")
+        if self.cluster == "slurm":  # refused now (--dry-run too), not once the run starts
+            cl.jobqueue()
+            cl.slurm_jobs(cluster_options, n_jobs)
         self.scheduler = scheduler.strip() if scheduler else None
         self.cluster_options = cluster_options
         self.gpus_per_unit = gpus_per_unit
