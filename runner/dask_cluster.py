@@ -32,6 +32,8 @@ import contextlib
 import json
 import logging
 import math
+import signal
+import threading
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -146,11 +148,19 @@ def capacity(workers: Mapping[str, Mapping[str, Any]], gpus_per_unit: int | str,
 
 
 def jobqueue() -> Any:
+    """``dask_jobqueue`` (BackendError with the install hint without it). Its import replaces
+    the SIGINT handler with ``sys.exit()`` (a Ctrl-C would end the run with status 0): the
+    handler in place before is put back."""
+    main = threading.current_thread() is threading.main_thread()
+    handler = signal.getsignal(signal.SIGINT) if main else None
     try:
         import dask_jobqueue
     except ImportError as exc:
         raise BackendError(f"cluster 'slurm' needs the optional dask-jobqueue package ({exc}); "
                            f"install it with: {JOBQUEUE_HINT}") from None
+    finally:
+        if main and handler is not None:
+            signal.signal(signal.SIGINT, handler)
     return dask_jobqueue
 
 

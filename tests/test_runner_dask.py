@@ -484,7 +484,7 @@ def test_ctrl_c_while_the_local_cluster_starts_stops_at_once(tmp_path):
 def test_sweep_on_a_cluster_started_with_dask_scheduler_and_dask_worker(tmp_path):
     """`dask scheduler` and `dask worker` (two processes), as the README shows; then
     `ptycho-sweep run --backend dask --scheduler ADDRESS`."""
-    pytest.importorskip("distributed")
+    distributed = pytest.importorskip("distributed")
     info = tmp_path / "scheduler.json"
     env = cli_env(DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES=0)
     dask_cli = [sys.executable, "-m", "dask"]
@@ -499,6 +499,8 @@ def test_sweep_on_a_cluster_started_with_dask_scheduler_and_dask_worker(tmp_path
                                        "--nthreads", "1", "--no-dashboard"], cwd=tmp_path,
                                       env=env, stdout=subprocess.DEVNULL,
                                       stderr=subprocess.DEVNULL))
+        with distributed.Client(address, set_as_default=False) as client:
+            client.wait_for_workers(2, timeout=60)
         sweep = write_sweep(tmp_path / "s.toml", sweep_dict(N=(16, 32)))
         out = tmp_path / "out"
         proc = run_cli("run", sweep, "--out", out, "--backend", "dask", "--scheduler", address,
@@ -518,3 +520,34 @@ def test_sweep_on_a_cluster_started_with_dask_scheduler_and_dask_worker(tmp_path
                 p.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 p.kill()
+
+
+def test_terminal_ctrl_c_reaches_the_whole_group_and_the_local_workers_ignore_it(
+        tmp_path, monkeypatch):
+    """A terminal's Ctrl-C goes to the whole foreground process group (the run's own
+    LocalCluster workers included): exit 130, no traceback, the unit and workers gone."""
+    pytest.importorskip("distributed")
+    use_tasks(monkeypatch)
+    ready = tmp_path / "ready"
+    ready.mkdir()
+    sweep = write_sweep(tmp_path / "s.toml", sweep_dict(
+        task="runner_tasks:block_once_task", N=(64,), timeout_s=600))
+    unit = runner.load_sweep(sweep).plan()[0]
+    proc = subprocess.Popen([sys.executable, "-m", "runner", "run", str(sweep), "--out",
+                             str(tmp_path / "out"), "--backend", "dask", "--n-jobs", "1",
+                             "--no-progress"], cwd=REPO, env=cli_env(RUNNER_TEST_READY_DIR=ready),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        marker = ready / f"{unit.unit_id}.ready"
+        wait_for(marker.is_file, timeout=60)
+        unit_pid, dask_pid = map(int, marker.read_text().split())
+        os.killpg(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 130, err[-3000:]
+    assert "KeyboardInterrupt" not in err and "Traceback" not in err, err[-3000:]
+    wait_for(lambda: pid_gone(unit_pid) and pid_gone(dask_pid), timeout=15)

@@ -10,7 +10,10 @@ script really starts a Dask worker that runs the units) and kill it.
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import psutil
@@ -18,6 +21,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "tasks"))
 from runner_testlib import (  # noqa: E402
+    REPO,
+    cli_env,
     pid_gone,
     run_cli,
     sweep_dict,
@@ -37,15 +42,18 @@ from runner import dask_cluster  # noqa: E402
 FAKE_SBATCH = """#!/bin/sh
 # fake sbatch: keep the job script, run it in the background in its own session
 d="$FAKE_SLURM_DIR"
-id=$((1000 + $(ls "$d" | grep -c '^job-.*[.]sh$')))
+id=$$
 cp "$1" "$d/job-$id.sh"
+if [ -n "$FAKE_SLURM_PENDING" ]; then echo "Submitted batch job $id"; exit 0; fi
 setsid bash "$d/job-$id.sh" > "$d/job-$id.log" 2>&1 < /dev/null &
 echo $! > "$d/job-$id.pid"
 echo "Submitted batch job $id"
 """
 FAKE_SCANCEL = """#!/bin/sh
 echo "$@" >> "$FAKE_SLURM_DIR/scancel.log"
-for id in "$@"; do kill -TERM -- -"$(cat "$FAKE_SLURM_DIR/job-$id.pid")" 2>/dev/null; done
+for id in "$@"; do
+  [ -f "$FAKE_SLURM_DIR/job-$id.pid" ] && kill -TERM -- -"$(cat "$FAKE_SLURM_DIR/job-$id.pid")"
+done
 exit 0
 """
 
@@ -163,8 +171,9 @@ def test_cli_runs_a_sweep_on_jobs_of_the_generated_script(fake_slurm, tmp_path):
     df = runner.load_results(out)
     assert len(df) == 4 and set(df["status"]) == {"ok"}
     assert df["dask_worker"].nunique() == 1
-    assert (fake_slurm / "scancel.log").read_text().split() == ["1000"]
-    job_pid = int((fake_slurm / "job-1000.pid").read_text())
+    job_id = scripts[0].stem.split("-")[1]
+    assert (fake_slurm / "scancel.log").read_text().split() == [job_id]
+    job_pid = int((fake_slurm / f"job-{job_id}.pid").read_text())
     wait_for(lambda: pid_gone(job_pid), timeout=30)
     assert all(pid_gone(int(pid)) for pid in set(df["parent_pid"]))
 
@@ -173,3 +182,30 @@ def test_cli_runs_a_sweep_on_jobs_of_the_generated_script(fake_slurm, tmp_path):
                 and (p.info["environ"] or {}).get("FAKE_SLURM_DIR") == str(fake_slurm)]
 
     wait_for(lambda: not leftovers(), timeout=30)
+
+
+def test_ctrl_c_while_the_jobs_queue_cancels_them(fake_slurm, tmp_path):
+    """The jobs never start (pending): SIGINT ends the run with 130 at once and scancels them."""
+    sweep = write_sweep(tmp_path / "s.toml", sweep_dict())
+    env = cli_env(FAKE_SLURM_PENDING=1, FAKE_SLURM_DIR=fake_slurm, PATH=os.environ["PATH"])
+    proc = subprocess.Popen([sys.executable, "-m", "runner", "run", str(sweep), "--out",
+                             str(tmp_path / "out"), "--backend", "dask", "--cluster", "slurm",
+                             "--n-jobs", "4", "--cluster-option", "cores=2",
+                             "--cluster-option", "memory=1GiB", "--no-progress"],
+                            cwd=REPO, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: len(list(fake_slurm.glob("job-*.sh"))) == 2, timeout=60)
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+        took = time.monotonic() - sent
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, err[-3000:]
+    assert took < 10 and "Traceback" not in err
+    jobs = sorted(p.stem.split("-")[1] for p in fake_slurm.glob("job-*.sh"))
+    assert sorted((fake_slurm / "scancel.log").read_text().split()) == jobs
+    assert not (tmp_path / "out").exists()
