@@ -17,6 +17,7 @@ from typing import Any
 
 from .paths import OutputPaths
 from .plots import plot_dose_response, plot_reconstructions, plot_training_curves
+from .schema import METRICS as SCHEMA_METRICS
 from .store import STATUSES, load_results
 
 __all__ = ["METRICS", "summary_text", "status_report", "aggregate", "write_aggregate",
@@ -24,13 +25,9 @@ __all__ = ["METRICS", "summary_text", "status_report", "aggregate", "write_aggre
 
 log = logging.getLogger(__name__)
 
-#: Metrics aggregated (those present in the results), in this order.
-METRICS = ("amp_norm_ssim", "amp_norm_ssim_baseline", "amp_norm_psnr", "amp_norm_psnr_baseline",
-           "amp_frc50_px", "phase_plane_ssim", "phase_plane_ssim_baseline", "phase_plane_psnr",
-           "phase_plane_psnr_baseline", "phase_frc50_px",
-           "amp_psnr", "amp_ssim", "phase_psnr", "phase_ssim", "amp_frc50", "phase_frc50",
-           "amp_mae", "phase_mae", "amp_mse", "phase_mse", "final_loss", "final_val_loss",
-           "train_s")
+#: Metrics aggregated (those present in the results), in this order: the declared metrics of
+#: :mod:`runner.schema`, then the training time.
+METRICS = (*SCHEMA_METRICS, "train_s")
 _ROWS = ["N", "gridsize", "loss"]
 _MAX_UNIT_ROWS = 60
 

@@ -1,5 +1,8 @@
 """Result store: atomic JSON records, one per arm, and their consolidated table.
 
+The columns and their dtypes are declared in :mod:`runner.schema` (re-exported here:
+``STATUSES``, ``COLUMNS``, ``PROVENANCE``).
+
 Every file is written whole: to a temporary file in the destination's directory, flushed and
 fsynced, then renamed over the destination with :func:`os.replace` (atomic on POSIX). A killed
 process therefore leaves either the old file or the new one, never a torn one, and at most a
@@ -18,6 +21,7 @@ it). If it cannot be moved (read-only output) it is skipped with the same warnin
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -28,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from .paths import OutputPaths
+from .schema import COLUMNS, DTYPES, HISTORY_IDENTITY, METRICS, PROVENANCE, STATUSES, table_dtype
 
 __all__ = [
     "STATUSES",
@@ -38,6 +43,7 @@ __all__ = [
     "atomic_write_text",
     "atomic_write_bytes",
     "atomic_write_json",
+    "atomic_write_many",
     "read_json",
     "read_record",
     "read_records",
@@ -48,33 +54,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-#: Every arm ends in exactly one of these. ``oom``: out of memory (MemoryError in the task, or
-#: killed for exceeding the unit's memory limit); like ``failed`` and ``timeout`` it is not
-#: retried within a run (only ``crashed`` is), but is on the next run.
-STATUSES = ("ok", "failed", "timeout", "crashed", "oom")
-
-#: Provenance of every record (column -> pandas dtype), filled by the worker
-#: (:func:`runner.provenance.arm_provenance`): when the arm ran (UTC, ISO 8601), where, with which
-#: code and libraries, and the training settings it used (from the unit's ``training`` and
-#: ``simulation`` dicts; a task's own value of these wins, e.g. the ``n_train`` it really used).
-#: Strings are empty when unknown (no git checkout; TensorFlow not imported by the task).
-PROVENANCE = {
-    "started_at": "string", "ended_at": "string", "host": "string",
-    "package_version": "string", "git_commit": "string", "python_version": "string",
-    "numpy_version": "string", "tensorflow_version": "string",
-    "nepochs": "Int64", "batch_size": "Int64", "n_train": "Int64", "learning_rate": "float64",
-}
-
-#: Fixed leading columns of the results table; other keys follow, sorted by name.
-COLUMNS = (
-    "sweep", "arm_id", "unit_id", "N", "gridsize", "nphotons", "loss", "seed",
-    "status", "error", "pid", "wall_s", "train_s", "peak_rss_mb",
-    "amp_mae", "amp_mse", "amp_psnr", "amp_ssim", "amp_frc50",
-    "phase_mae", "phase_mse", "phase_psnr", "phase_ssim", "phase_frc50",
-    "final_loss",
-    *PROVENANCE,
-)
 
 #: Hand-edited or otherwise invalid records are moved here (under the output directory).
 QUARANTINE_DIR = "quarantine"
@@ -90,8 +69,6 @@ _SORT = ["N", "gridsize", "nphotons", "loss", "seed", "arm_id"]
 #: Record key holding the arm's per-epoch history (a list of dicts, one per epoch). It goes to
 #: the history table, not to the metrics table.
 HISTORY_KEY = "history"
-#: Columns copied from an arm's record onto each of its history rows.
-HISTORY_IDENTITY = ("sweep", "arm_id", "N", "gridsize", "nphotons", "loss", "seed")
 
 
 def _file_mode() -> int:
@@ -245,13 +222,28 @@ def read_records(paths: OutputPaths) -> dict[str, dict[str, Any]]:
 
 # -- tables ----------------------------------------------------------------------------------
 def _ordered_columns(keys: Iterable[str]) -> list[str]:
-    extra = sorted(set(keys) - set(COLUMNS))
-    return list(COLUMNS) + extra
+    """:data:`COLUMNS` (always), the declared :data:`METRICS` present, then the rest sorted."""
+    keys = set(keys)
+    metrics = [k for k in METRICS if k in keys]
+    return [*COLUMNS, *metrics, *sorted(keys - set(COLUMNS) - set(metrics))]
+
+
+def _cast(df):
+    """Give every declared column its :mod:`runner.schema` dtype (a task's own value of another
+    type leaves that column as it is)."""
+    for col in df.columns:
+        if col in DTYPES:
+            try:
+                df[col] = df[col].astype(table_dtype(col))
+            except (TypeError, ValueError):
+                log.debug("column %s kept as %s", col, df[col].dtype)
+    return df
 
 
 def records_frame(records: Iterable[Mapping[str, Any]]):
-    """A DataFrame of ``records``: fixed :data:`COLUMNS` first (NaN when missing), then the
-    other keys sorted; rows sorted by N, gridsize, nphotons, loss, seed."""
+    """A DataFrame of ``records``: :data:`COLUMNS` first (missing values as NA), the declared
+    metrics present, then the other keys sorted; every declared column with its fixed dtype
+    (:mod:`runner.schema`); rows sorted by N, gridsize, nphotons, loss, seed."""
     import pandas as pd
 
     rows = [{k: v for k, v in r.items() if k != HISTORY_KEY} for r in records]
@@ -260,16 +252,9 @@ def records_frame(records: Iterable[Mapping[str, Any]]):
         keys.update(r)
     cols = _ordered_columns(keys)
     df = pd.DataFrame(rows, columns=cols)
+    df = _cast(df)
     if not len(df):
-        return df.astype("float64")
-    for col in ("N", "gridsize", "seed", "pid"):
-        if df[col].notna().all():
-            df[col] = df[col].astype("int64")
-    for col, dtype in PROVENANCE.items():
-        try:
-            df[col] = df[col].astype(dtype)
-        except (TypeError, ValueError):  # a task's own value of another type: kept as is
-            pass
+        return df
     return df.sort_values(_SORT, kind="stable", na_position="last").reset_index(drop=True)
 
 
@@ -321,12 +306,37 @@ def consolidate(paths: OutputPaths, records: Mapping[str, Mapping[str, Any]] | N
         records = read_records(paths)
     df = records_frame(records.values())
     history = history_frame(records.values())
+    files = [(paths.metrics_parquet, _parquet_bytes(df)),
+             (paths.metrics_csv, df.to_csv(index=False).encode())]
     if len(history):
-        atomic_write_bytes(paths.history_parquet, _parquet_bytes(history))
-        atomic_write_text(paths.history_csv, history.to_csv(index=False))
-    atomic_write_bytes(paths.metrics_parquet, _parquet_bytes(df))
-    atomic_write_text(paths.metrics_csv, df.to_csv(index=False))
+        files += [(paths.history_parquet, _parquet_bytes(history)),
+                  (paths.history_csv, history.to_csv(index=False).encode())]
+    atomic_write_many(files)
     return df
+
+
+def atomic_write_many(files: Iterable[tuple[Path, bytes]]) -> None:
+    """Write several files so that they change together: every one is written in full to a
+    temporary file first (a full disk fails here, leaving the old files untouched), then all
+    are renamed into place (renames need no space)."""
+    staged: list[tuple[str, Path]] = []
+    try:
+        for path, data in files:
+            path = Path(path)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".tmp-{path.name}.")
+            staged.append((tmp, path))
+            with os.fdopen(fd, "wb") as fh:
+                os.fchmod(fh.fileno(), _MODE)
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+    except BaseException:
+        for tmp, _ in staged:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+        raise
+    for tmp, path in staged:
+        os.replace(tmp, path)
 
 
 def load_results(out_dir: str | Path):

@@ -65,6 +65,7 @@ from typing import Any
 from .paths import OutputPaths
 from .proctree import become_subreaper, kill_descendants
 from .provenance import arm_provenance, utc_now
+from .schema import IDENTITY, PROVENANCE, PROVENANCE_SETTINGS
 from .store import atomic_write_json, read_json
 from .taskref import import_task
 from .unit import Arm, Unit
@@ -74,10 +75,8 @@ __all__ = ["main", "execute", "RESERVED_KEYS"]
 log = logging.getLogger("runner.worker")
 
 #: Record keys owned by the worker (see the module docstring for precedence).
-RESERVED_KEYS = ("sweep", "arm_id", "unit_id", "N", "gridsize", "nphotons", "loss", "seed",
-                 "pid", "wall_s", "peak_rss_mb", "attempt", "attempt_id",
-                 "started_at", "ended_at", "host", "package_version", "git_commit",
-                 "python_version", "numpy_version", "tensorflow_version")
+RESERVED_KEYS = (*IDENTITY, "pid", "wall_s", "peak_rss_mb", "attempt", "attempt_id",
+                 *(k for k in PROVENANCE if k not in PROVENANCE_SETTINGS))
 #: Statuses a task may give an arm itself.
 TASK_STATUSES = ("failed", "oom")
 #: Exceptions (by class name, anywhere in the MRO) that mean out of memory.

@@ -24,6 +24,7 @@ from runner.plots import (  # noqa: E402
     training_curves_figure,
 )
 from runner.report import aggregate  # noqa: E402
+from runner.schema import METRICS  # noqa: E402
 from runner.store import COLUMNS  # noqa: E402
 
 
@@ -41,9 +42,14 @@ def test_results_table(finished):
     df = runner.load_results(finished)
     assert len(df) == 24 and set(df["status"]) == {"ok"}
     assert list(df.columns[: len(COLUMNS)]) == list(COLUMNS)
-    assert list(df.columns[len(COLUMNS):]) == sorted(df.columns[len(COLUMNS):])
+    # then the declared metrics present, in their declared order, then the rest sorted
+    rest = list(df.columns[len(COLUMNS):])
+    metrics = [c for c in METRICS if c in rest]
+    assert metrics and rest[: len(metrics)] == metrics
+    assert rest[len(metrics):] == sorted(rest[len(metrics):])
     parquet = pd.read_parquet(OutputPaths(finished).metrics_parquet)
     assert len(parquet) == 24 and list(parquet.columns) == list(df.columns)
+    assert parquet["status"].dtype == "category" and parquet["error"].dtype == "string"
 
 
 def test_aggregate(finished, capsys):

@@ -134,7 +134,8 @@ def test_atomic_json_and_table_columns(tmp_path):
         atomic_write_json(paths.record(arm_id), rec)
     assert [p.name for p in sorted(paths.records_dir.iterdir())] == ["a0.json", "a1.json"]
     df = consolidate(paths)
-    assert list(df.columns) == list(COLUMNS) + ["alpha", "beta", "zeta"]
+    # fixed columns, then the declared metrics present, then a task's own columns, sorted
+    assert list(df.columns) == list(COLUMNS) + ["amp_ssim", "alpha", "beta", "zeta"]
     assert list(df["arm_id"]) == ["a0", "a1"]  # sorted by N first
     assert math.isnan(df.loc[0, "amp_ssim"]) and df.loc[1, "amp_ssim"] == 0.5
     parquet = pd.read_parquet(paths.metrics_parquet)  # mixed-type 'alpha' survived
