@@ -43,20 +43,26 @@ log = logging.getLogger(__name__)
 
 # -- running ---------------------------------------------------------------------------------
 @contextlib.contextmanager
-def _on_interrupt(executor: Executor) -> Iterator[None]:
-    """On SIGINT/SIGTERM (main thread only): kill the running workers, raise KeyboardInterrupt."""
+def _on_interrupt(executor: Executor) -> Iterator[threading.Event]:
+    """On SIGINT/SIGTERM (main thread only): kill the running workers, raise KeyboardInterrupt.
+
+    Yields an event set by the signal: the exception can land inside a library callback that
+    swallows it (distributed's garbage-collection hook does), so the caller checks the event
+    too and raises again."""
+    stop = threading.Event()
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield stop
         return
 
     def handler(signum, frame):
         log.warning("%s received: stopping the running workers", signal.Signals(signum).name)
+        stop.set()
         executor.cancel()
         raise KeyboardInterrupt
 
     old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        yield
+        yield stop
     finally:
         for s, h in old.items():
             signal.signal(s, h)
@@ -300,14 +306,18 @@ def _execute(plan: RunPlan, executor: Executor, records: dict[str, dict], progre
             redirect = logging_redirect_tqdm(loggers=consoles)
     jobs = (delayed(run.run_unit)(by_id[uid], arms) for uid, arms in plan.todo.items())
     try:
-        with redirect, _on_interrupt(executor):
+        with redirect, _on_interrupt(executor) as stop:
             results = Parallel(n_jobs=executor.n_jobs, backend="threading", batch_size=1,
                                return_as="generator_unordered")(jobs)
             for uid in results:
+                if stop.is_set():
+                    raise KeyboardInterrupt
                 _refresh_records(plan.paths, records, by_id[uid])
                 _consolidate(plan.paths, records)
                 statuses = [records.get(a.arm_id, {}).get("status") for a in by_id[uid].arms]
                 tracker.unit_done(uid, statuses)  # one log line: statuses, time, ETA
+            if stop.is_set():  # interrupted, but the exception was swallowed on its way
+                raise KeyboardInterrupt
     except BaseException:
         executor.cancel()
         raise

@@ -7,7 +7,8 @@ groups:
 * :data:`OUTCOME`: how it ended (``status``, one of :data:`STATUSES`, the ``error``, which
   attempt, the worker's exit code and log tail when the runner wrote the record itself);
 * :data:`RESOURCES`: process, wall time and each arm's own peak memory;
-* :data:`PROVENANCE`: when, where and with which code and settings it ran;
+* :data:`PROVENANCE`: when, where and with which code and settings it ran (and
+  :data:`PLACEMENT`: the cluster worker, on Dask);
 * :data:`METRICS`: the default task's scores and losses (a custom task adds its own columns,
   which follow, sorted by name).
 
@@ -23,6 +24,7 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = ["STATUSES", "IDENTITY", "OUTCOME", "RESOURCES", "PROVENANCE", "PROVENANCE_SETTINGS",
+           "PLACEMENT",
            "METRICS", "DTYPES", "COLUMNS", "HISTORY_IDENTITY", "table_dtype"]
 
 #: Every arm ends in exactly one of these. ``oom``: out of memory (MemoryError in the task, or
@@ -55,6 +57,8 @@ PROVENANCE = {
 }
 #: The provenance columns a task may set itself (the settings it really used).
 PROVENANCE_SETTINGS = ("nepochs", "batch_size", "n_train", "learning_rate")
+#: Where a cluster backend ran the arm (the Dask worker's address; NA for local runs).
+PLACEMENT = {"dask_worker": "string"}
 #: The default task's metrics (``experiments.dose_response``), in the order reports show them:
 #: upstream-style scores with their constant-image baselines, resolutions in pixels, the raw
 #: scores, and the final losses (in each loss's own units: not comparable across losses).
@@ -67,7 +71,8 @@ METRICS = {name: "float64" for name in (
 )}
 
 #: Every declared column and its dtype name (``"status"``: the categorical of STATUSES).
-DTYPES: dict[str, str] = {**IDENTITY, **OUTCOME, **RESOURCES, **PROVENANCE, **METRICS}
+DTYPES: dict[str, str] = {**IDENTITY, **OUTCOME, **RESOURCES, **PROVENANCE, **PLACEMENT,
+                          **METRICS}
 #: Leading columns of every results table, in this order; a table has them even when no record
 #: does (a custom task's table carries no empty METRICS columns: those lead only when present).
 COLUMNS = (*IDENTITY, "status", "error", *RESOURCES, *PROVENANCE)

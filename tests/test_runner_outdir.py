@@ -204,3 +204,25 @@ def test_disk_full_is_one_line_and_not_ok(tmp_path, monkeypatch, capsys):
     assert cli.main(["run", str(path), "--out", str(tmp_path / "out"), "--no-progress"]) == 1
     err = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("ptycho-sweep")]
     assert len(err) == 1 and "No space left on device" in err[0] and "run again" in err[0]
+
+
+def test_an_interrupt_swallowed_on_its_way_still_stops_the_run():
+    """A library callback may swallow the KeyboardInterrupt of the signal handler (distributed's
+    GC hook does): the handler also sets an event that the results loop checks."""
+    import signal
+
+    class Fake:
+        cancelled = False
+
+        def cancel(self):
+            self.cancelled = True
+
+    fake = Fake()
+    with orchestrator._on_interrupt(fake) as stop:
+        try:
+            signal.raise_signal(signal.SIGINT)
+            time.sleep(0.5)
+        except KeyboardInterrupt:
+            pass  # swallowed
+        assert stop.is_set() and fake.cancelled
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

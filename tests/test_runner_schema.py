@@ -20,7 +20,7 @@ def _rec(arm_id, status="ok", error=None, sweep="s", **extra):
 
 def test_every_declared_column_is_declared_once_with_a_dtype():
     groups = (schema.IDENTITY, schema.OUTCOME, schema.RESOURCES, schema.PROVENANCE,
-              schema.METRICS)
+              schema.PLACEMENT, schema.METRICS)
     names = [k for g in groups for k in g]
     assert len(names) == len(set(names)) == len(schema.DTYPES)
     assert set(schema.COLUMNS) <= set(schema.DTYPES)
