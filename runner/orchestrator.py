@@ -280,13 +280,24 @@ def _run_locked(plan: RunPlan, executor: Executor, progress: bool):
              plan.n_arms - plan.n_run, executor.name, executor.n_jobs, paths.root)
     try:
         if plan.todo:
-            if not executor.isolated:
-                log.warning("backend %r runs tasks in this process: NOT isolated",
-                            executor.name)
+            _warn_capabilities(sw, executor)
             _execute(plan, executor, records, progress)
     finally:
         df = _consolidate(paths)
     return df
+
+
+def _warn_capabilities(sw: Sweep, executor: Executor) -> None:
+    """Say what the backend will not do that the sweep asks for (its capability flags)."""
+    if not executor.isolated:
+        log.warning("backend %r runs tasks in this process: NOT isolated", executor.name)
+    if not executor.enforces_timeout:
+        log.warning("backend %r does not enforce sweep.timeout_s (%g s)", executor.name,
+                    sw.timeout_s)
+    limits = [k for k in ("arm_timeout_s", "memory_limit_mb") if getattr(sw, k) is not None]
+    if limits and not executor.enforces_limits:
+        log.warning("backend %r does not enforce sweep.%s", executor.name,
+                    " / sweep.".join(limits))
 
 
 def _execute(plan: RunPlan, executor: Executor, records: dict[str, dict], progress: bool) -> None:

@@ -226,3 +226,13 @@ def test_an_interrupt_swallowed_on_its_way_still_stops_the_run():
             pass  # swallowed
         assert stop.is_set() and fake.cancelled
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_the_orchestrator_says_which_limits_a_backend_does_not_enforce(tmp_path, caplog):
+    d = sweep_dict(nphotons=(1e4,))
+    d["sweep"]["memory_limit_mb"] = 4000
+    with caplog.at_level("WARNING", logger="runner"):
+        runner.run_sweep(d, tmp_path / "out", backend="inprocess", progress=False)
+    text = caplog.text
+    assert "NOT isolated" in text and "does not enforce sweep.timeout_s" in text
+    assert "does not enforce sweep.memory_limit_mb" in text
