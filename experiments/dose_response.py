@@ -24,14 +24,16 @@ from runner.store import atomic_write_bytes
 __all__ = ["run_unit", "score"]
 
 
-def _limit_threads(threads: int | None) -> None:
-    """Give TensorFlow the worker's share of the cores (set before any op runs)."""
+def _limit_threads(threads: int | None, interop: int | None) -> None:
+    """Give TensorFlow the worker's thread budget, as the runner decided it (set before any op
+    runs; the simulation gets ``threads`` too)."""
     if not threads:
         return
     import tensorflow as tf
 
     tf.config.threading.set_intra_op_parallelism_threads(threads)
-    tf.config.threading.set_inter_op_parallelism_threads(min(2, threads))
+    if interop:
+        tf.config.threading.set_inter_op_parallelism_threads(interop)
 
 
 def _save_npz_atomic(path: Path, **arrays: np.ndarray) -> None:
@@ -69,16 +71,20 @@ def run_unit(unit) -> Iterator[dict[str, Any]]:
 
     Record keys: ``arm_id``; the metrics of :func:`score` on the scan named by
     ``simulation.reconstruct`` (``"same"``: the training scan, ``"new"``: the test scan of
-    another object), and ``reconstruct`` itself; ``final_loss`` (last epoch's training loss,
-    in the units of its loss, see :data:`ptycho.losses.LOSSES`: NLL and MAE values are not
-    comparable) and ``final_val_loss`` (the same loss on the test scan); ``train_s`` (seconds
-    in ``fit``), ``sim_s`` and ``build_s`` (the unit's one-off simulation and model-building
+    another object), and ``reconstruct`` itself; ``final_loss`` (last epoch's training loss, in
+    the units of its loss, see :data:`ptycho.losses.LOSSES`: NLL and MAE values are not
+    comparable) and ``final_val_loss`` (the same loss on the test scan); ``train_s`` (seconds in
+    ``fit``), ``sim_s`` and ``build_s`` (the unit's one-off simulation and model-building
     seconds, repeated on each arm); ``n_train``, ``n_test`` (samples); ``intensity_scale``
     (amplitude scale); the training settings ``nepochs``, ``batch_size``, ``learning_rate``,
-    ``lr_schedule``; and ``history``, one dict per epoch (``epoch``, ``loss``, ``val_loss``,
-    ``lr``, ``epoch_s``), which the runner writes to the sweep's history table.
+    ``lr_schedule``; the TensorFlow thread counts it ran with (``tf_intra_threads``,
+    ``tf_inter_threads``: the runner's budget); and ``history``, one dict per epoch (``epoch``,
+    ``loss``, ``val_loss``, ``lr``, ``epoch_s``), which the runner writes to the sweep's history
+    table.
     """
-    _limit_threads(unit.threads)
+    _limit_threads(unit.threads, unit.interop_threads)
+    import tensorflow as tf
+
     from ptycho import model as model_lib
     from ptycho import train_pinn
     from ptycho.simulation import simulate_unit
@@ -118,5 +124,7 @@ def run_unit(unit) -> Iterator[dict[str, Any]]:
             "batch_size": training.batch_size,
             "learning_rate": training.learning_rate,
             "lr_schedule": training.lr_schedule,
+            "tf_intra_threads": tf.config.threading.get_intra_op_parallelism_threads(),
+            "tf_inter_threads": tf.config.threading.get_inter_op_parallelism_threads(),
             "history": result.epochs(),
         }

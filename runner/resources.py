@@ -97,6 +97,7 @@ def worker_env(*, n_jobs: int, slot: int = 0, gpus: list[str] | None = None,
         "TF_NUM_INTRAOP_THREADS": str(intra),
         "TF_NUM_INTEROP_THREADS": str(inter),
         "PTYCHO_SWEEP_THREADS": str(intra),
+        "PTYCHO_SWEEP_INTEROP_THREADS": str(inter),
         "PYTHONUNBUFFERED": "1",
         "PTYCHO_SWEEP_PARENT_PID": str(os.getpid() if parent_pid is None else parent_pid),
     })

@@ -68,7 +68,10 @@ class Unit:
         timeout_s: the unit's wall-time limit; the worker is killed after it.
         attempt: 1 for the first attempt, 2... for retries of a crashed unit.
         attempt_id: unique id of this attempt (recorded with every record).
-        threads: intra-op thread budget of this worker (``PTYCHO_SWEEP_THREADS``), or None.
+        threads: intra-op thread budget of this worker (``PTYCHO_SWEEP_THREADS``), or None;
+            the task gives it to TensorFlow, BLAS and its own thread pools (the simulation's).
+        interop_threads: inter-op threads (``PTYCHO_SWEEP_INTEROP_THREADS``), or None. Both
+            are decided once, by the orchestrator (:func:`runner.resources.thread_counts`).
         paths: the unit's file paths as strings (see :class:`runner.paths.OutputPaths`).
     """
 
@@ -87,6 +90,7 @@ class Unit:
     attempt: int = 1
     attempt_id: str = ""
     threads: int | None = None
+    interop_threads: int | None = None
     paths: Mapping[str, str] = field(default_factory=dict)
 
     # -- configs -----------------------------------------------------------------------------
@@ -142,8 +146,10 @@ class Unit:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Unit:
-        """Inverse of :meth:`to_dict`; ``threads`` comes from ``PTYCHO_SWEEP_THREADS``."""
+        """Inverse of :meth:`to_dict`; ``threads`` and ``interop_threads`` come from
+        ``PTYCHO_SWEEP_THREADS`` and ``PTYCHO_SWEEP_INTEROP_THREADS``."""
         threads = os.environ.get("PTYCHO_SWEEP_THREADS")
+        inter = os.environ.get("PTYCHO_SWEEP_INTEROP_THREADS")
         return cls(
             sweep=data["sweep"],
             unit_id=data["unit_id"],
@@ -160,5 +166,6 @@ class Unit:
             attempt=int(data.get("attempt", 1)),
             attempt_id=str(data.get("attempt_id", "")),
             threads=int(threads) if threads and threads.isdigit() else None,
+            interop_threads=int(inter) if inter and inter.isdigit() else None,
             paths=dict(data.get("paths", {})),
         )

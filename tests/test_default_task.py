@@ -35,6 +35,10 @@ def test_default_task_records_scores_baselines_and_history(tmp_path):
     assert set(df["reconstruct"]) == {"same"}
     assert (df["nepochs"] == 3).all() and set(df["lr_schedule"]) == {"cosine"}
     assert "history" not in df.columns  # the history has its own table
+    from runner.resources import thread_counts  # the one place the thread budget is decided
+
+    intra, inter = thread_counts(1)
+    assert set(df["tf_intra_threads"]) == {intra} and set(df["tf_inter_threads"]) == {inter}
 
     paths = OutputPaths(out)
     hist = pd.read_parquet(paths.history_parquet)
