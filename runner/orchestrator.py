@@ -278,12 +278,14 @@ def _run_locked(plan: RunPlan, executor: Executor, progress: bool):
     log.info("sweep %s: %d arm(s) in %d unit(s) to run, %d already ok; backend %s, "
              "n_jobs %d, output %s", sw.name, plan.n_run, len(plan.todo),
              plan.n_arms - plan.n_run, executor.name, executor.n_jobs, paths.root)
+    done = False
     try:
         if plan.todo:
             _warn_capabilities(sw, executor)
             _execute(plan, executor, records, progress)
-    finally:
-        df = _consolidate(paths)
+        done = True
+    finally:  # the records in memory are complete after a full run: no second read of them all
+        df = _consolidate(paths, records if done else None)
     return df
 
 
