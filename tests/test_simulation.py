@@ -375,3 +375,19 @@ def test_test_grid_tiles_the_scored_region_without_holes():
     rows = np.unique(test.coords[:, 0, 0, 0])
     steps = np.diff(rows)
     assert len(rows) == 4 and (steps > 0).all() and (steps <= 32 // 4).all()
+
+
+@pytest.mark.parametrize("N", [32, 64])
+def test_default_training_scan_is_a_grid_a_quarter_patch_apart(N):
+    """The finding behind the default n_train (docs/quality.md, round 2): on the default
+    object the default number of groups keeps the grid step at N/4 for N = 32 and 64, rather
+    than squeezing more, redundant patterns into the same area."""
+    from ptycho.config import ModelConfig, SimulationConfig
+    from ptycho.simulation import simulate_unit
+
+    sim = SimulationConfig(n_test=4)
+    train, _ = simulate_unit(ModelConfig(N=N, gridsize=1), 1e6, sim)
+    centres = np.asarray(train.coords, np.float64)[:, 0, :, 0]
+    rows = np.unique(np.round(centres[:, 0], 6))
+    assert len(centres) == sim.n_train == 64 and len(rows) == 8
+    assert np.allclose(np.diff(rows), N // 4)
