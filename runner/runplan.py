@@ -37,7 +37,7 @@ class RunPlan:
     sweep: Sweep
     paths: OutputPaths
     units: list[UnitPlan]
-    todo: dict[str, list[Arm]]
+    todo: dict[str, Sequence[Arm]]
     existing: dict[str, dict[str, Any]]
     force: bool = False
     recorded: Sweep | None = None
@@ -113,10 +113,12 @@ def plan_run(sweep: str | Path | Mapping[str, Any] | Sweep, out_dir: str | Path 
     recorded = check_output_dir(sw, paths.root)
     existing = read_records(paths)
     units = sw.plan()
-    todo = {}
+    todo: dict[str, Sequence[Arm]] = {}
     for u in units:
-        arms = [a for a in u.arms
-                if force or existing.get(a.arm_id, {}).get("status") != "ok"]
+        if force or not existing:  # every arm runs: share the unit's tuple (no copy per unit)
+            todo[u.unit_id] = u.arms
+            continue
+        arms = [a for a in u.arms if existing.get(a.arm_id, {}).get("status") != "ok"]
         if arms:
             todo[u.unit_id] = arms
     return RunPlan(sw, paths, units, todo, existing, force, recorded)
