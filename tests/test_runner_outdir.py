@@ -218,6 +218,7 @@ def test_an_interrupt_swallowed_on_its_way_still_stops_the_run():
             self.cancelled = True
 
     fake = Fake()
+    before = signal.getsignal(signal.SIGINT)
     with orchestrator._on_interrupt(fake) as stop:
         try:
             signal.raise_signal(signal.SIGINT)
@@ -225,7 +226,7 @@ def test_an_interrupt_swallowed_on_its_way_still_stops_the_run():
         except KeyboardInterrupt:
             pass  # swallowed
         assert stop.is_set() and fake.cancelled
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert signal.getsignal(signal.SIGINT) is before  # the previous handler is back
 
 
 def test_the_orchestrator_says_which_limits_a_backend_does_not_enforce(tmp_path, caplog):
