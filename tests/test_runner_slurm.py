@@ -35,7 +35,9 @@ from runner.executors import BackendError, get_executor  # noqa: E402
 
 dask = pytest.importorskip("dask")
 pytest.importorskip("distributed")
-pytest.importorskip("dask_jobqueue")
+_sigint = signal.getsignal(signal.SIGINT)
+pytest.importorskip("dask_jobqueue")  # its import installs a SIGINT handler calling sys.exit()
+signal.signal(signal.SIGINT, _sigint)  # ... which must not leak into the rest of the test run
 
 from runner import dask_cluster  # noqa: E402
 
