@@ -98,6 +98,16 @@ def check_output_dir(sweep: Sweep, out_dir: str | Path) -> Sweep:
     return merge_sweeps(other, sweep)
 
 
+def _flock(fd: int, root: Path) -> None:
+    """Take an exclusive, non-blocking flock on ``fd``; a held lock is a :class:`SweepError`."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise SweepError(str(root), [
+            "another ptycho-sweep run is writing to this output directory; wait for it or pick "
+            "another --out"]) from None
+
+
 @contextlib.contextmanager
 def output_lock(paths: OutputPaths) -> Iterator[None]:
     """Hold an exclusive flock on the output directory itself (released by the kernel if we
@@ -110,20 +120,11 @@ def output_lock(paths: OutputPaths) -> Iterator[None]:
                                                    f"directory: {exc.strerror}")]) from None
     try:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise SweepError(str(paths.root), [
-                "another ptycho-sweep run is writing to this output directory; wait for it "
-                "or pick another --out"]) from None
+            _flock(fd, paths.root)
         except OSError:  # no directory locks here (e.g. some network file systems)
             os.close(fd)
             fd = os.open(paths.lock, os.O_RDWR | os.O_CREAT, 0o644)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise SweepError(str(paths.root), [
-                    "another ptycho-sweep run is writing to this output directory; wait for "
-                    "it or pick another --out"]) from None
+            _flock(fd, paths.root)
         yield
     finally:
         os.close(fd)
