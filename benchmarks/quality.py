@@ -30,7 +30,6 @@ import pandas as pd  # noqa: E402
 
 from experiments.dose_response import score  # noqa: E402
 from runner.sweep import load_sweep  # noqa: E402
-from runner.unit import Unit  # noqa: E402
 
 COLUMNS = ["amp_norm_ssim", "amp_norm_ssim_baseline", "amp_norm_psnr", "amp_norm_psnr_baseline",
            "amp_frc50_px", "phase_plane_ssim", "phase_plane_ssim_baseline", "amp_ssim"]
@@ -70,11 +69,7 @@ def run(sweep_path: Path, every: int, threads: int) -> pd.DataFrame:
 
     sweep = load_sweep(sweep_path)
     rows = []
-    for plan in sweep.plan():
-        unit = Unit(sweep=sweep.name, unit_id=plan.unit_id, task=sweep.task, N=plan.N,
-                    gridsize=plan.gridsize, nphotons=plan.nphotons, arms=plan.arms,
-                    model=plan.model, simulation=plan.simulation, training=plan.training,
-                    artifact_dir=Path("."), timeout_s=sweep.timeout_s)
+    for unit in sweep.plan():
         train, test = simulate_unit(unit.model_config(), unit.nphotons, unit.simulation_config())
         models = model_lib.build_models(unit.model_config(), probe=train.probe,
                                         intensity_scale=train.intensity_scale)
@@ -85,10 +80,10 @@ def run(sweep_path: Path, every: int, threads: int) -> pd.DataFrame:
             train_pinn.train(train, model_instance=models.autoencoder, training=training,
                              callbacks=[cb])
             for r in cb.rows:
-                rows.append({"N": plan.N, "gridsize": plan.gridsize, "nphotons": plan.nphotons,
+                rows.append({"N": unit.N, "gridsize": unit.gridsize, "nphotons": unit.nphotons,
                              "loss": arm.loss, "seed": arm.seed, **r})
             last = rows[-1]
-            print(f"  done N={plan.N} gs={plan.gridsize} {plan.nphotons:.0e} {arm.loss}: "
+            print(f"  done N={unit.N} gs={unit.gridsize} {unit.nphotons:.0e} {arm.loss}: "
                   f"{last['train_min']:.1f} min", flush=True)
     return pd.DataFrame(rows)
 

@@ -47,6 +47,7 @@ from .paths import OutputPaths
 from .proctree import ProcessTree
 from .provenance import arm_provenance, utc_now
 from .store import atomic_write_json, read_json
+from .unit import Unit
 
 __all__ = ["AttemptJob", "AttemptResult", "run_worker_process", "log_tail", "TIMEOUT_GRACE_S"]
 
@@ -144,11 +145,8 @@ class _Records:
                returncode: int | None, wall_s: float, started_at: str, tail: str) -> None:
         """Write the record of an arm this supervisor ended (``timeout`` or ``oom``)."""
         u = self.unit
-        arm = next(a for a in u["arms"] if a["arm_id"] == arm_id)
-        rec = {"sweep": u["sweep"], "arm_id": arm_id, "unit_id": u["unit_id"], "N": u["N"],
-               "gridsize": u["gridsize"], "nphotons": u["nphotons"], "loss": arm["loss"],
-               "seed": arm["seed"], "status": status, "error": error, "pid": pid,
-               "wall_s": round(wall_s, 3), "attempt": u.get("attempt", 1),
+        rec = {**Unit.from_dict(u).arm_columns(arm_id), "status": status, "error": error,
+               "pid": pid, "wall_s": round(wall_s, 3), "attempt": u.get("attempt", 1),
                "attempt_id": self.attempt_id, "exit_code": returncode, "log_tail": tail,
                **arm_provenance(u, started_at, utc_now())}
         atomic_write_json(self.paths.record(arm_id), rec)

@@ -85,7 +85,7 @@ from typing import Any
 from . import dask_cluster as cl
 from .dask_results import lost_error, tag_shared, write_back, write_record
 from .dask_task import run_unit_on_dask_worker
-from .executors import AttemptJob, AttemptResult, BackendError, Executor
+from .executors import AttemptHandle, AttemptJob, AttemptResult, BackendError, Executor
 from .resources import usable_cores
 from .store import read_json
 
@@ -319,14 +319,17 @@ class DaskExecutor(Executor):
             if stream is not None:
                 stream.put(msg)
 
-    def run_attempt(self, job: AttemptJob) -> AttemptResult:
+    def submit(self, job: AttemptJob) -> AttemptHandle:
+        """Submit the attempt as a Dask task; the handle writes the records it streams back
+        (in :meth:`~_DaskAttempt.done` and :meth:`~_DaskAttempt.result`), then the shipped
+        results (see the module docstring)."""
         if self._client is None:
-            raise RuntimeError("DaskExecutor.run_attempt before start() (use it as a context "
+            raise RuntimeError("DaskExecutor.submit before start() (use it as a context "
                                "manager)")
-        if self._cancelled.is_set():
-            return AttemptResult(job.unit_id, None, None, cancelled=True)
         job = self._with_limits(job)
         unit = read_json(job.unit_json)
+        if self._cancelled.is_set():
+            return _DaskAttempt(self, job, unit, "", None)
         payload = {
             "unit_id": job.unit_id, "unit": unit, "unit_json": str(job.unit_json),
             "timeout_s": job.timeout_s, "cwd": str(Path(job.cwd).resolve()),
@@ -338,52 +341,20 @@ class DaskExecutor(Executor):
             "stream_topic": None if self.shared_dir else self._topic,
         }
         key = f"ptycho-unit-{job.unit_id}-{unit.get('attempt_id', '')}-{uuid.uuid4().hex[:8]}"
-        stream: queue.SimpleQueue = queue.SimpleQueue()
-        written: dict[str, dict] = {}  # arm_id -> the record of this attempt written
-        start = time.monotonic()
+        attempt = _DaskAttempt(self, job, unit, key, queue.SimpleQueue())
         with self._lock:
-            self._streams[key] = stream
-        try:
-            future = self._client.submit(run_unit_on_dask_worker, payload, key=key, pure=False,
-                                         resources=self._resources)
-            with self._lock:
-                self._live[key] = future
-            while not future.done():
-                self._drain(unit, stream, written)
-                if job.on_poll is not None:
-                    job.on_poll()
-                if self._cancelled.wait(self.poll_s):
-                    with contextlib.suppress(Exception):
-                        future.cancel()
-                    return AttemptResult(job.unit_id, None, None, cancelled=True,
-                                         wall_s=time.monotonic() - start)
-            try:
-                shipped = future.result()
-            except Exception as exc:
-                self._drain(unit, stream, written)
-                if self._cancelled.is_set():
-                    return AttemptResult(job.unit_id, None, None, cancelled=True,
-                                         wall_s=time.monotonic() - start)
-                error = lost_error(self._distributed, exc)
-                log.warning("unit %s: %s", job.unit_id, error)
-                return AttemptResult(job.unit_id, None, None, wall_s=time.monotonic() - start,
-                                     error=error)
-            finally:
-                with contextlib.suppress(Exception):
-                    future.release()
-        finally:
-            with self._lock:
-                self._live.pop(key, None)
-                self._streams.pop(key, None)
-        result: AttemptResult = shipped["result"]
-        log.debug("unit %s: attempt ended on Dask worker %s (exit %s)", job.unit_id,
-                  shipped.get("worker"), result.returncode)
-        if self.shared_dir:
-            tag_shared(unit, shipped.get("worker"))
-        else:
-            self._drain(unit, stream, written)
-            write_back(unit, shipped, written)
-        return result
+            self._streams[key] = attempt.stream
+        future = self._client.submit(run_unit_on_dask_worker, payload, key=key, pure=False,
+                                     resources=self._resources)
+        attempt.future = future
+        with self._lock:
+            self._live[key] = future
+        return attempt
+
+    def _forget(self, key: str) -> None:
+        with self._lock:
+            self._live.pop(key, None)
+            self._streams.pop(key, None)
 
     def _drain(self, unit: Mapping[str, Any], stream: queue.SimpleQueue,
                written: dict[str, dict]) -> None:
@@ -394,3 +365,78 @@ class DaskExecutor(Executor):
             except queue.Empty:
                 return
             write_record(unit, msg.get("record"), msg.get("worker"), written)
+
+
+class _DaskAttempt(AttemptHandle):
+    """One attempt submitted to Dask. ``done()`` and ``result()`` write the records streamed
+    back so far; ``result()`` then writes what the task shipped, once."""
+
+    def __init__(self, executor: DaskExecutor, job: AttemptJob, unit: dict[str, Any],
+                 key: str, stream: queue.SimpleQueue | None):
+        super().__init__(job)
+        self.executor, self.unit, self.key, self.stream = executor, unit, key, stream
+        self.future: Any = None
+        self.written: dict[str, dict] = {}  # arm_id -> the record of this attempt written
+        self.start = time.monotonic()
+        self._cancelled = threading.Event()
+        self._result: AttemptResult | None = None
+        if stream is None:  # submitted after a cancel: never started
+            self._result = AttemptResult(job.unit_id, None, None, cancelled=True)
+
+    def _drain(self) -> None:
+        if self.stream is not None:
+            self.executor._drain(self.unit, self.stream, self.written)
+
+    def done(self) -> bool:
+        if self._result is not None:
+            return True
+        self._drain()
+        return self._cancelled.is_set() or self.future.done()
+
+    def cancel(self) -> None:
+        self._cancelled.set()
+        if self.future is not None:
+            with contextlib.suppress(Exception):
+                self.future.cancel()
+
+    def result(self, timeout: float | None = None) -> AttemptResult:
+        if self._result is None:
+            deadline = None if timeout is None else time.monotonic() + timeout
+            while not self.done():
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise TimeoutError(f"unit {self.job.unit_id}: attempt still running")
+                if self._cancelled.wait(self.executor.poll_s) or \
+                        self.executor._cancelled.is_set():
+                    self.cancel()
+            self._result = self._finish()
+        return self._result
+
+    def _finish(self) -> AttemptResult:
+        job, unit, ex = self.job, self.unit, self.executor
+        wall = time.monotonic() - self.start
+        try:
+            if self._cancelled.is_set() or ex._cancelled.is_set():
+                return AttemptResult(job.unit_id, None, None, cancelled=True, wall_s=wall)
+            try:
+                shipped = self.future.result()
+            except Exception as exc:
+                self._drain()
+                if self._cancelled.is_set() or ex._cancelled.is_set():
+                    return AttemptResult(job.unit_id, None, None, cancelled=True, wall_s=wall)
+                error = lost_error(ex._distributed, exc)
+                log.warning("unit %s: %s", job.unit_id, error)
+                return AttemptResult(job.unit_id, None, None, wall_s=wall, error=error)
+            finally:
+                with contextlib.suppress(Exception):
+                    self.future.release()
+        finally:
+            ex._forget(self.key)
+        result: AttemptResult = shipped["result"]
+        log.debug("unit %s: attempt ended on Dask worker %s (exit %s)", job.unit_id,
+                  shipped.get("worker"), result.returncode)
+        if ex.shared_dir:
+            tag_shared(unit, shipped.get("worker"))
+        else:
+            self._drain()
+            write_back(unit, shipped, self.written)
+        return result

@@ -1,9 +1,14 @@
 """Executors: how a unit attempt is run. Selected by name from a small registry.
 
-The orchestrator hands an executor one :class:`AttemptJob` at a time per concurrency slot
-(``n_jobs`` joblib threads call :meth:`Executor.run_attempt` concurrently) and reads results back
-from the output directory; the executor only reports how the attempt ended
-(:class:`AttemptResult`: exit code, timeout, cancellation, log tail).
+The seam is :meth:`Executor.submit`: the orchestrator submits one :class:`AttemptJob` (the unit
+file is already written) and gets an :class:`AttemptHandle` back at once, with ``done()``,
+``result()`` and ``cancel()``; it keeps up to ``n_jobs`` handles in flight from its one thread
+and reads results back from the output directory. The executor only reports how the attempt
+ended (:class:`AttemptResult`: exit code, timeout, cancellation, log tail). What every backend
+reads from the job: ``timeout_s``, ``arm_timeout_s``, ``memory_limit_mb``; threads and GPUs
+come from :func:`runner.resources.worker_env`. What a backend can enforce it declares in its
+capability flags (:attr:`Executor.isolated`, :attr:`~Executor.enforces_timeout`,
+:attr:`~Executor.enforces_limits`), which the orchestrator reports before a run.
 
 Registered executors:
 
@@ -11,15 +16,16 @@ Registered executors:
     Every attempt is a new interpreter ``[sys.executable, -m, runner.worker, unit.json]`` in
     its own session, stdout/stderr appended to the unit's ``worker.log``, with the thread and
     GPU environment of :mod:`runner.resources`, supervised by :func:`runner.attempt.
-    run_worker_process`: the unit's timeout, the optional per-arm timeout (``arm_timeout_s``)
+    run_worker_process` in one of ``n_jobs`` threads of a :class:`concurrent.futures.
+    ThreadPoolExecutor`: the unit's timeout, the optional per-arm timeout (``arm_timeout_s``)
     and memory limit (``memory_limit_mb``, arms recorded ``oom``) are enforced from this
     process. On a limit its whole process tree (descendants in other sessions included) gets
-    SIGTERM, then SIGKILL after ``timeout_grace_s`` (0.5 s); on :meth:`Executor.cancel` after
-    ``grace_s``.
+    SIGTERM, then SIGKILL after ``timeout_grace_s`` (0.5 s); on cancellation after ``grace_s``.
 ``inprocess``
-    Runs the task in the orchestrator's own process and thread, one unit at a time. For
-    debugging only: **not isolated** (TensorFlow and any global state persist between units
-    and in the caller), no timeout, a crash takes the orchestrator down.
+    Runs the task in the caller's own process and thread, within :meth:`~Executor.submit`
+    (the handle it returns is already done). For debugging only: **not isolated**
+    (TensorFlow and any global state persist between units and in the caller), no timeout,
+    a crash takes the orchestrator down.
 
 ``dask`` (optional: ``pip install 'ptycho-sweep[dask]'``)
     :class:`runner.dask_executor.DaskExecutor`: every attempt is a Dask task that starts the
@@ -28,12 +34,14 @@ Registered executors:
     records, outcome, log and artifacts back to the orchestrator. Loaded on first use; without
     ``distributed`` installed it fails with an install hint.
 
-Adding one: subclass :class:`Executor`, implement :meth:`~Executor.run_attempt` (blocking,
-thread-safe) and, as needed, :meth:`~Executor.start` (connect; called when the orchestrator
-enters the executor, before anything is written), :meth:`~Executor.cancel` and
-:meth:`~Executor.close`, and call ``register_executor("name", "package.module:Class")``;
-options such as ``scheduler=...`` arrive as keyword arguments of the constructor, which must
-be cheap (the CLI's ``--dry-run`` builds and closes the executor to validate them).
+Adding one (one file): subclass :class:`Executor`, implement :meth:`~Executor.submit` (return
+at once; the attempt runs elsewhere) with an :class:`AttemptHandle` -- :class:`FutureHandle`
+wraps a :class:`concurrent.futures.Future` -- and, as needed, :meth:`~Executor.start`
+(connect; called when the orchestrator enters the executor, before anything is written),
+:meth:`~Executor.cancel` (every attempt in flight) and :meth:`~Executor.close`; set the
+capability flags; call ``register_executor("name", "package.module:Class")``. Options such as
+``scheduler=...`` arrive as keyword arguments of the constructor, which must be cheap (the
+CLI's ``--dry-run`` builds and closes the executor to validate them).
 
 Resource limits: :attr:`AttemptJob.arm_timeout_s` and :attr:`AttemptJob.memory_limit_mb` come
 with the job; ``arm_timeout_s=`` and ``memory_limit_mb=`` given to an executor that enforces
@@ -43,6 +51,7 @@ set none. A backend that cannot enforce them refuses them.
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import importlib
 import logging
@@ -58,7 +67,8 @@ from typing import Any, ClassVar
 from .attempt import TIMEOUT_GRACE_S, AttemptJob, AttemptResult, log_tail, run_worker_process
 from .resources import detect_gpus, worker_env
 
-__all__ = ["BackendError", "AttemptJob", "AttemptResult", "Executor", "LocalExecutor",
+__all__ = ["BackendError", "AttemptJob", "AttemptResult", "AttemptHandle", "FutureHandle",
+           "Executor", "LocalExecutor",
            "InProcessExecutor", "register_executor", "available_executors", "get_executor",
            "run_worker_process", "log_tail"]
 
@@ -70,8 +80,73 @@ class BackendError(ValueError):
 
 
 # -- the interface and registry --------------------------------------------------------------
+class AttemptHandle(ABC):
+    """One submitted attempt, as :meth:`Executor.submit` returns it.
+
+    ``done()`` never blocks (a backend may do a little bookkeeping in it, e.g. write records
+    streamed back so far); ``result()`` blocks until the attempt has ended and returns how it
+    ended (``cancelled=True`` after :meth:`cancel`); ``cancel()`` returns at once: an attempt
+    not yet started never starts, a running one has its worker's tree killed."""
+
+    def __init__(self, job: AttemptJob):
+        self.job = job
+
+    @abstractmethod
+    def done(self) -> bool:
+        """True once the attempt has ended (or was cancelled before it started)."""
+
+    @abstractmethod
+    def result(self, timeout: float | None = None) -> AttemptResult:
+        """How the attempt ended; waits up to ``timeout`` s (None: for ever), then raises
+        :class:`TimeoutError`."""
+
+    @abstractmethod
+    def cancel(self) -> None:
+        """Stop the attempt (see the class docstring)."""
+
+
+class FutureHandle(AttemptHandle):
+    """An attempt run by a :class:`concurrent.futures.Future` whose function watches the
+    ``cancelled`` event (e.g. :func:`run_worker_process`)."""
+
+    def __init__(self, job: AttemptJob, future: concurrent.futures.Future,
+                 cancelled: threading.Event):
+        super().__init__(job)
+        self.future, self.cancelled = future, cancelled
+
+    def done(self) -> bool:
+        return self.future.done()
+
+    def result(self, timeout: float | None = None) -> AttemptResult:
+        try:
+            return self.future.result(timeout)
+        except concurrent.futures.CancelledError:  # cancelled before it started
+            return AttemptResult(self.job.unit_id, None, None, cancelled=True)
+
+    def cancel(self) -> None:
+        self.cancelled.set()
+        self.future.cancel()
+
+
+class _DoneHandle(AttemptHandle):
+    """An attempt that ran to its end inside :meth:`Executor.submit`."""
+
+    def __init__(self, job: AttemptJob, result: AttemptResult):
+        super().__init__(job)
+        self._result = result
+
+    def done(self) -> bool:
+        return True
+
+    def result(self, timeout: float | None = None) -> AttemptResult:
+        return self._result
+
+    def cancel(self) -> None:
+        pass
+
+
 class Executor(ABC):
-    """Runs unit attempts. ``n_jobs`` attempts may be in flight (one per calling thread).
+    """Runs unit attempts; up to ``n_jobs`` may be in flight at once.
 
     ``n_jobs=None`` means the backend's default (1 here; a cluster backend may size it to the
     cluster when it starts). Use as a context manager: ``__enter__`` calls :meth:`start`,
@@ -116,12 +191,17 @@ class Executor(ABC):
             memory_limit_mb=job.memory_limit_mb or self.memory_limit_mb)
 
     @abstractmethod
+    def submit(self, job: AttemptJob) -> AttemptHandle:
+        """Start one attempt and return its handle at once (thread-safe). The caller keeps
+        at most ``n_jobs`` attempts in flight."""
+
     def run_attempt(self, job: AttemptJob) -> AttemptResult:
-        """Run one attempt to its end (blocking; called from up to ``n_jobs`` threads)."""
+        """Run one attempt to its end: ``submit(job).result()``."""
+        return self.submit(job).result()
 
     def cancel(self) -> None:  # noqa: B027 - optional hook
-        """Stop every running attempt now; pending :meth:`run_attempt` calls return soon with
-        ``cancelled=True``. Called from the orchestrator's main thread on interruption."""
+        """Stop every attempt in flight now; their handles' :meth:`~AttemptHandle.result`
+        return soon with ``cancelled=True``. Called on interruption (from any thread)."""
 
     def start(self) -> None:  # noqa: B027 - optional hook
         """Acquire resources (connect to a cluster...); raise BackendError if unusable."""
@@ -188,10 +268,30 @@ class LocalExecutor(Executor):
             self._slots.put(i)
         self._gpus = detect_gpus()
         self._cancelled = threading.Event()
+        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self._events: set[threading.Event] = set()  # of the attempts not yet ended
         self._live: dict[int, Any] = {}  # worker pid -> handle (kill(grace_s))
         self._lock = threading.Lock()
 
-    def run_attempt(self, job: AttemptJob) -> AttemptResult:
+    def submit(self, job: AttemptJob) -> AttemptHandle:
+        """Queue the attempt on one of ``n_jobs`` supervising threads."""
+        cancelled = threading.Event()
+        with self._lock:
+            if self._cancelled.is_set():
+                cancelled.set()
+            if self._pool is None:
+                self._pool = concurrent.futures.ThreadPoolExecutor(
+                    self.n_jobs, thread_name_prefix="ptycho-sweep-unit")
+            self._events.add(cancelled)
+            future = self._pool.submit(self._run, job, cancelled)
+        future.add_done_callback(lambda _: self._forget(cancelled))
+        return FutureHandle(job, future, cancelled)
+
+    def _forget(self, cancelled: threading.Event) -> None:
+        with self._lock:
+            self._events.discard(cancelled)
+
+    def _run(self, job: AttemptJob, cancelled: threading.Event) -> AttemptResult:
         slot = self._slots.get()
         started_pids: list[int] = []
         try:
@@ -206,7 +306,7 @@ class LocalExecutor(Executor):
                 log.debug("unit %s: worker pid %d in slot %d", job.unit_id, handle.pid, slot)
 
             return run_worker_process(self._with_limits(job), env, grace_s=self.grace_s,
-                                      poll_s=self.poll_s, cancelled=self._cancelled,
+                                      poll_s=self.poll_s, cancelled=cancelled,
                                       on_start=started, timeout_grace_s=self.timeout_grace_s)
         finally:
             with self._lock:
@@ -215,10 +315,12 @@ class LocalExecutor(Executor):
             self._slots.put(slot)
 
     def cancel(self) -> None:
-        """Kill every live worker's process tree (SIGTERM, SIGKILL after ``grace_s``); the
-        waiting threads return with ``cancelled=True``."""
-        self._cancelled.set()
+        """Kill every live worker's process tree (SIGTERM, SIGKILL after ``grace_s``) and
+        wait for that; attempts not started never start. Handles return ``cancelled=True``."""
         with self._lock:
+            self._cancelled.set()
+            for event in self._events:
+                event.set()
             live = list(self._live.values())
         threads = [threading.Thread(target=h.kill, args=(self.grace_s,), daemon=True)
                    for h in live]
@@ -226,6 +328,13 @@ class LocalExecutor(Executor):
             t.start()
         for t in threads:
             t.join()
+
+    def close(self) -> None:
+        """Wait for the supervising threads (each ends with its worker's tree killed)."""
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
 
 
 class InProcessExecutor(Executor):
@@ -243,7 +352,11 @@ class InProcessExecutor(Executor):
                         n_jobs)
         self.n_jobs = 1
 
-    def run_attempt(self, job: AttemptJob) -> AttemptResult:
+    def submit(self, job: AttemptJob) -> AttemptHandle:
+        """Run the attempt here and now; the handle returned is already done."""
+        return _DoneHandle(job, self._execute(job))
+
+    def _execute(self, job: AttemptJob) -> AttemptResult:
         from .store import read_json
         from .unit import Unit
         from .worker import execute

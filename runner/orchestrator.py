@@ -4,20 +4,23 @@
 (:func:`runner.outdir.output_lock`) and only then checks and plans against it
 (:mod:`runner.runplan`), before anything is written; it skips arms whose record is ``ok``
 (resume; ``force=True`` reruns everything), and runs each remaining unit through an executor
-(:mod:`runner.executors`) with ``n_jobs`` joblib threads, each of which supervises one worker at
-a time. Results travel only through files of the output directory (a cluster executor writes the
-records it ships back there before returning, see :mod:`runner.dask_executor`): after an
-attempt, every arm of the unit without a record from that attempt gets one written here --
-``timeout``, or ``crashed`` (killed by a signal / nonzero exit / a lost cluster worker, with the
-log tail). A crashed unit is re-run for its crashed arms up to ``sweep.retries`` times;
-``failed`` (the task raised) and ``timeout`` are not retried within a run, but are on the next
-run. ``metrics.parquet`` and ``metrics.csv`` are rewritten after each unit and at the end.
+(:mod:`runner.executors`): from its one thread it keeps up to ``n_jobs`` attempts in flight
+(:meth:`~runner.executors.Executor.submit`, then the handles' ``done``/``result``; on
+interruption :meth:`~runner.executors.Executor.cancel`). Results travel only through files of
+the output directory (a cluster executor writes the records it ships back there before its
+handle reports the attempt's result, see :mod:`runner.dask_executor`): after an attempt, every
+arm of the unit without a record from that attempt gets one written here -- ``timeout``, or
+``crashed`` (killed by a signal / nonzero exit / a lost cluster worker, with the log tail). A
+crashed unit is re-run for its crashed arms up to ``sweep.retries`` times; ``failed`` (the task
+raised) and ``timeout`` are not retried within a run, but are on the next run.
+``metrics.parquet`` and ``metrics.csv`` are rewritten after each unit and at the end.
 
 This module never imports TensorFlow (nor the task module).
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import logging
 import signal
@@ -28,14 +31,14 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .executors import AttemptJob, AttemptResult, Executor, get_executor
+from .executors import AttemptHandle, AttemptJob, AttemptResult, Executor, get_executor
 from .outdir import output_lock
 from .paths import OutputPaths
 from .progress import RunProgress
 from .runplan import DEFAULT_ROOT, RunPlan, plan_run, resolve_out
 from .store import atomic_write_json, atomic_write_text, consolidate, read_record
-from .sweep import Problem, Sweep, SweepError, UnitPlan, load_sweep
-from .unit import Arm
+from .sweep import Problem, Sweep, SweepError, load_sweep
+from .unit import Arm, Unit
 
 __all__ = ["run_sweep", "plan_run", "resolve_out", "RunPlan", "DEFAULT_ROOT", "OutputError"]
 
@@ -82,80 +85,90 @@ def _crash_error(res: AttemptResult) -> str:
     return f"worker exited with code {rc} without recording this arm"
 
 
+class _UnitRun:
+    """One unit's attempts in this run: the arms still pending and the attempt in flight."""
+
+    def __init__(self, unit: Unit, arms: Sequence[Arm]):
+        self.unit, self.pending = unit, list(arms)
+        self.attempt = 0
+        self.attempt_id = ""
+        self.handle: AttemptHandle | None = None
+        self.last_poll = 0.0
+
+
 class _Run:
-    """State of one run: shared by the joblib threads (progress) and the main thread."""
+    """State of one run, driven from the orchestrator's one thread: submits attempts to the
+    executor, classifies how they ended, retries crashed arms, moves the progress."""
 
     def __init__(self, plan: RunPlan, executor: Executor, progress: RunProgress, run_id: str):
         self.plan, self.executor, self.progress, self.run_id = plan, executor, progress, run_id
         self.sweep, self.paths = plan.sweep, plan.paths
         self.cwd = Path.cwd()
-        self._lock = threading.Lock()
         self._settled: set[str] = set()
-        self._last_poll: dict[str, float] = {}
 
     # progress
     def settle(self, arm_id: str, status: str) -> None:
-        with self._lock:
-            if arm_id in self._settled:
-                return
+        if arm_id not in self._settled:
             self._settled.add(arm_id)
             self.progress.arm_done(status)
 
-    def _poll(self, unit: UnitPlan, arms: list[Arm], attempt_id: str) -> None:
+    def poll(self, ur: _UnitRun) -> None:
+        """Settle the arms of the running attempt that have their record (every 1 s)."""
         now = time.monotonic()
-        if now - self._last_poll.get(unit.unit_id, 0.0) < 1.0:
+        if now - ur.last_poll < 1.0:
             return
-        self._last_poll[unit.unit_id] = now
-        for a in arms:
+        ur.last_poll = now
+        for a in ur.pending:
             if a.arm_id not in self._settled:
                 rec = read_record(self.paths, a.arm_id)
-                if rec and rec.get("attempt_id") == attempt_id:
+                if rec and rec.get("attempt_id") == ur.attempt_id:
                     self.settle(a.arm_id, rec.get("status", "?"))
 
-    # one unit, all its attempts (runs in a joblib thread)
-    def run_unit(self, unit: UnitPlan, arms: list[Arm]) -> str:
-        paths, sweep = self.paths, self.sweep
-        pending = list(arms)
-        self.progress.unit_started(unit.unit_id)
-        for attempt in range(1, sweep.retries + 2):
-            attempt_id = f"{self.run_id}-{attempt}"
-            spec = unit.to_unit(sweep, paths, pending, attempt, attempt_id)
-            paths.artifact_dir(unit.unit_id).mkdir(parents=True, exist_ok=True)
-            atomic_write_json(paths.unit_json(unit.unit_id), spec.to_dict())
-            todo = list(pending)
-            job = AttemptJob(unit.unit_id, paths.unit_json(unit.unit_id),
-                             paths.worker_log(unit.unit_id), sweep.timeout_s, self.cwd,
-                             on_poll=lambda todo=todo, aid=attempt_id: self._poll(unit, todo, aid),
-                             arm_timeout_s=sweep.arm_timeout_s,
-                             memory_limit_mb=sweep.memory_limit_mb)
-            res = self.executor.run_attempt(job)
-            if res.cancelled:
-                return unit.unit_id
-            crashed = self._classify(unit, pending, res, attempt, attempt_id)
-            if not crashed:
-                break
-            if attempt <= sweep.retries:
-                log.warning("unit %s crashed (%s); retrying %d arm(s), attempt %d of %d",
-                            unit.unit_id, _crash_error(res), len(crashed), attempt + 1,
-                            sweep.retries + 1)
-                pending = crashed
-            else:
-                for a in crashed:
-                    self.settle(a.arm_id, "crashed")
-        return unit.unit_id
+    def submit(self, ur: _UnitRun) -> None:
+        """Write the unit file of the next attempt of ``ur`` and submit it."""
+        ur.attempt += 1
+        ur.attempt_id = f"{self.run_id}-{ur.attempt}"
+        unit, paths = ur.unit, self.paths
+        if ur.attempt == 1:
+            self.progress.unit_started(unit.unit_id)
+        spec = unit.for_attempt(paths, ur.pending, ur.attempt, ur.attempt_id)
+        paths.artifact_dir(unit.unit_id).mkdir(parents=True, exist_ok=True)
+        atomic_write_json(paths.unit_json(unit.unit_id), spec.to_dict())
+        ur.handle = self.executor.submit(AttemptJob(
+            unit.unit_id, paths.unit_json(unit.unit_id), paths.worker_log(unit.unit_id),
+            self.sweep.timeout_s, self.cwd, arm_timeout_s=self.sweep.arm_timeout_s,
+            memory_limit_mb=self.sweep.memory_limit_mb))
 
-    def _classify(self, unit: UnitPlan, arms: list[Arm], res: AttemptResult, attempt: int,
-                  attempt_id: str) -> list[Arm]:
+    def finish(self, ur: _UnitRun, res: AttemptResult) -> bool:
+        """Classify an ended attempt; resubmit its crashed arms while retries allow. True
+        when the unit is finished in this run."""
+        if res.cancelled:
+            return True
+        crashed = self._classify(ur, res)
+        if not crashed:
+            return True
+        if ur.attempt <= self.sweep.retries:
+            log.warning("unit %s crashed (%s); retrying %d arm(s), attempt %d of %d",
+                        ur.unit.unit_id, _crash_error(res), len(crashed), ur.attempt + 1,
+                        self.sweep.retries + 1)
+            ur.pending = crashed
+            self.submit(ur)
+            return False
+        for a in crashed:
+            self.settle(a.arm_id, "crashed")
+        return True
+
+    def _classify(self, ur: _UnitRun, res: AttemptResult) -> list[Arm]:
         """Settle arms recorded by the worker; record the others (timeout/crashed). Returns
         the crashed arms."""
-        crashed = []
-        for a in arms:
+        unit, crashed = ur.unit, []
+        for a in ur.pending:
             rec = read_record(self.paths, a.arm_id)
-            if rec is not None and rec.get("attempt_id") == attempt_id:
+            if rec is not None and rec.get("attempt_id") == ur.attempt_id:
                 self.settle(a.arm_id, rec.get("status", "?"))
                 continue
-            rec = {**unit.arm_columns(self.sweep, a), "pid": res.pid,
-                   "wall_s": round(res.wall_s, 3), "attempt": attempt, "attempt_id": attempt_id,
+            rec = {**unit.arm_columns(a), "pid": res.pid, "wall_s": round(res.wall_s, 3),
+                   "attempt": ur.attempt, "attempt_id": ur.attempt_id,
                    "exit_code": res.returncode, "log_tail": res.log_tail}
             if res.timed_out:
                 rec.update(status="timeout", error=f"timed out after {self.sweep.timeout_s:g} s "
@@ -175,7 +188,7 @@ class _Run:
         return crashed
 
 
-def _refresh_records(paths: OutputPaths, records: dict[str, dict], unit: UnitPlan) -> None:
+def _refresh_records(paths: OutputPaths, records: dict[str, dict], unit: Unit) -> None:
     for a in unit.arms:
         rec = read_record(paths, a.arm_id)
         if rec is not None:
@@ -302,9 +315,13 @@ def _warn_capabilities(sw: Sweep, executor: Executor) -> None:
                     " / sweep.".join(limits))
 
 
-def _execute(plan: RunPlan, executor: Executor, records: dict[str, dict], progress: bool) -> None:
-    from joblib import Parallel, delayed
+#: How often the orchestrator looks at the attempts in flight, seconds.
+POLL_S = 0.2
 
+
+def _execute(plan: RunPlan, executor: Executor, records: dict[str, dict], progress: bool) -> None:
+    """Keep up to ``executor.n_jobs`` units in flight until every unit of the plan is done;
+    after each unit, refresh its records and rewrite the tables."""
     by_id = {u.unit_id: u for u in plan.units}
     tracker = RunProgress.for_plan(plan, bar=progress)  # a bar only on a terminal
     bar = tracker.bar
@@ -317,20 +334,36 @@ def _execute(plan: RunPlan, executor: Executor, records: dict[str, dict], progre
                     if any(type(h) is logging.StreamHandler for h in lg.handlers)]
         if consoles:
             redirect = logging_redirect_tqdm(loggers=consoles)
-    jobs = (delayed(run.run_unit)(by_id[uid], arms) for uid, arms in plan.todo.items())
+    waiting = collections.deque(_UnitRun(by_id[uid], arms) for uid, arms in plan.todo.items())
+    running: list[_UnitRun] = []
     try:
         with redirect, _on_interrupt(executor) as stop:
-            results = Parallel(n_jobs=executor.n_jobs, backend="threading", batch_size=1,
-                               return_as="generator_unordered")(jobs)
-            for uid in results:
+            while waiting or running:
+                while waiting and len(running) < executor.n_jobs:
+                    ur = waiting.popleft()
+                    run.submit(ur)
+                    running.append(ur)
+                ended = False
+                for ur in list(running):
+                    if stop.is_set():  # interrupted, but the exception was swallowed
+                        raise KeyboardInterrupt
+                    if not ur.handle.done():
+                        run.poll(ur)
+                        continue
+                    ended = True
+                    if not run.finish(ur, ur.handle.result()):
+                        continue  # a retry is in flight
+                    running.remove(ur)
+                    uid = ur.unit.unit_id
+                    _refresh_records(plan.paths, records, by_id[uid])
+                    _consolidate(plan.paths, records)
+                    statuses = [records.get(a.arm_id, {}).get("status")
+                                for a in by_id[uid].arms]
+                    tracker.unit_done(uid, statuses)  # one log line: statuses, time, ETA
                 if stop.is_set():
                     raise KeyboardInterrupt
-                _refresh_records(plan.paths, records, by_id[uid])
-                _consolidate(plan.paths, records)
-                statuses = [records.get(a.arm_id, {}).get("status") for a in by_id[uid].arms]
-                tracker.unit_done(uid, statuses)  # one log line: statuses, time, ETA
-            if stop.is_set():  # interrupted, but the exception was swallowed on its way
-                raise KeyboardInterrupt
+                if not ended:
+                    time.sleep(POLL_S)
     except BaseException:
         executor.cancel()
         raise

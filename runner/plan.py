@@ -1,8 +1,9 @@
 """A validated sweep and its expansion into units and arms, with stable ids.
 
 Build a :class:`Sweep` with :func:`runner.sweep.load_sweep` (which validates everything);
-:meth:`Sweep.plan` expands it into :class:`UnitPlan` s, one per ``(N, gridsize, nphotons)``,
-each with its arms (loss x seed).
+:meth:`Sweep.plan` expands it into :class:`~runner.unit.Unit` s, one per ``(N, gridsize,
+nphotons)``, each with its arms (loss x seed): the type a task receives, so every fact about a
+unit is spelled once.
 
 Ids: an arm's id is the first 12 hex digits of the SHA-256 of the canonical JSON of its fully
 resolved configuration (task, N, gridsize, nphotons, loss, seed and the full model, simulation
@@ -23,7 +24,7 @@ import json
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import tomli_w
 
@@ -31,10 +32,7 @@ from ptycho.config import ModelConfig, SimulationConfig, TrainingConfig
 
 from .unit import Arm, Unit
 
-if TYPE_CHECKING:
-    from .paths import OutputPaths
-
-__all__ = ["Sweep", "UnitPlan", "canonical_json", "short_hash", "dumps_toml",
+__all__ = ["Sweep", "canonical_json", "short_hash", "dumps_toml",
            "SET_ELSEWHERE"]
 
 #: Config fields a sweep sets from its grid/arms (not from the config sections), and from where.
@@ -86,46 +84,6 @@ class _Template:
         for name, v in values.items():
             text = text.replace(json.dumps(self.slot(name)), json.dumps(v, allow_nan=False))
         return text
-
-
-@dataclass(frozen=True, slots=True)
-class UnitPlan:
-    """One unit of the expanded sweep: a (N, gridsize, nphotons) combination and its arms.
-
-    ``model`` and ``simulation`` are the full config dicts (shared between units);
-    :attr:`training` is the full training dict with this unit's ``nphotons``."""
-
-    unit_id: str
-    N: int
-    gridsize: int
-    nphotons: float
-    arms: tuple[Arm, ...]
-    model: Mapping[str, Any]
-    simulation: Mapping[str, Any]
-    training_base: Mapping[str, Any]
-
-    @property
-    def training(self) -> dict[str, Any]:
-        return {**self.training_base, "nphotons": self.nphotons}
-
-    def to_unit(self, sweep: Sweep, paths: OutputPaths, arms=None, attempt: int = 1,
-                attempt_id: str = "") -> Unit:
-        """The :class:`Unit` handed to the worker (``arms`` default: all of them)."""
-        return Unit(
-            sweep=sweep.name, unit_id=self.unit_id, task=sweep.task, N=self.N,
-            gridsize=self.gridsize, nphotons=self.nphotons,
-            arms=tuple(self.arms if arms is None else arms),
-            model=dict(self.model), simulation=dict(self.simulation),
-            training=self.training, artifact_dir=paths.artifact_dir(self.unit_id),
-            timeout_s=sweep.timeout_s, attempt=attempt, attempt_id=attempt_id,
-            paths=paths.unit_paths(self.unit_id),
-        )
-
-    def arm_columns(self, sweep: Sweep, arm: Arm) -> dict[str, Any]:
-        """The identity columns of an arm's record."""
-        return {"sweep": sweep.name, "arm_id": arm.arm_id, "unit_id": self.unit_id,
-                "N": self.N, "gridsize": self.gridsize, "nphotons": self.nphotons,
-                "loss": arm.loss, "seed": arm.seed}
 
 
 @dataclass(frozen=True)
@@ -202,8 +160,9 @@ class Sweep:
                          "nphotons": sorted(self.nphotons)},
                 "arms": {"loss": sorted(self.loss), "seed": sorted(self.seed)}}
 
-    def plan(self) -> list[UnitPlan]:
-        """Expand into units (grid order as given) with their arms (loss x seed)."""
+    def plan(self) -> list[Unit]:
+        """Expand into units (grid order as given) with their arms (loss x seed); each is a
+        :class:`Unit` with its attempt fields unset (see :meth:`Unit.for_attempt`)."""
         slot = _Template.slot
         sim = SimulationConfig(**self.simulation).to_dict()
         base = TrainingConfig(**self.training)
@@ -225,5 +184,6 @@ class Sweep:
                     arms = tuple(Arm(_hex(t.render(p=p), 12), loss, seed)
                                  for loss, seed, t in arm_tpls)
                     uid = f"N{n}_g{g}_p{p:.3g}_" + _hex(unit_tpl.render(p=p), 8)
-                    units.append(UnitPlan(uid, n, g, p, arms, model, sim, unit_training))
+                    units.append(Unit(self.name, uid, self.task, n, g, p, arms, model, sim,
+                                      unit_training, self.timeout_s))
         return units

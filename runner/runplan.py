@@ -15,9 +15,10 @@ from typing import Any
 
 from .outdir import check_output_dir
 from .paths import OutputPaths
+from .schema import IDENTITY
 from .store import read_records
-from .sweep import Sweep, UnitPlan, load_sweep
-from .unit import Arm
+from .sweep import Sweep, load_sweep
+from .unit import Arm, Unit
 
 __all__ = ["RunPlan", "plan_run", "resolve_out", "DEFAULT_ROOT"]
 
@@ -36,7 +37,7 @@ class RunPlan:
 
     sweep: Sweep
     paths: OutputPaths
-    units: list[UnitPlan]
+    units: list[Unit]
     todo: dict[str, Sequence[Arm]]
     existing: dict[str, dict[str, Any]]
     force: bool = False
@@ -54,14 +55,15 @@ class RunPlan:
         """One row per arm: identity columns, ``action`` (run/skip) and ``previous_status``."""
         import pandas as pd
 
-        rows = []
-        for u in self.units:
+        cols: dict[str, list] = {k: [] for k in (*IDENTITY, "action", "previous_status")}
+        for u in self.units:  # column by column: no dict per row (10^6-arm plans)
             run = {a.arm_id for a in self.todo.get(u.unit_id, [])}
             for a in u.arms:
-                rows.append({**u.arm_columns(self.sweep, a),
-                             "action": "run" if a.arm_id in run else "skip",
-                             "previous_status": self.existing.get(a.arm_id, {}).get("status")})
-        return pd.DataFrame(rows)
+                for k, v in u.arm_columns(a).items():
+                    cols[k].append(v)
+                cols["action"].append("run" if a.arm_id in run else "skip")
+                cols["previous_status"].append(self.existing.get(a.arm_id, {}).get("status"))
+        return pd.DataFrame(cols)
 
     def describe(self, max_units: int = 50) -> str:
         """Human-readable plan (the first ``max_units`` units, then a count of the rest)."""

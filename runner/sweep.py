@@ -43,11 +43,15 @@ from ptycho.config import (
     TrainingConfig,
 )
 
-from .plan import SET_ELSEWHERE, Sweep, UnitPlan, canonical_json, dumps_toml, short_hash
+from .plan import SET_ELSEWHERE, Sweep, canonical_json, dumps_toml, short_hash
 from .taskref import check_task, parse_task
+from .unit import Unit
 
 __all__ = ["SweepError", "Problem", "Sweep", "UnitPlan", "load_sweep", "parse_toml",
            "check_output_dir", "DEFAULT_TASK", "canonical_json", "short_hash", "dumps_toml"]
+
+#: The former name of a planned unit: plans and attempts are one type now.
+UnitPlan = Unit
 
 DEFAULT_TASK = "experiments.dose_response:run_unit"
 SECTIONS = ("sweep", "grid", "arms", "model", "simulation", "training")

@@ -23,15 +23,27 @@ see :mod:`runner.worker` for which keys win on conflict. Typical shape::
 
 from __future__ import annotations
 
+import dataclasses
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
 
 from ptycho.config import ModelConfig, SimulationConfig, TrainingConfig
 
+if TYPE_CHECKING:
+    from .paths import OutputPaths
+
 __all__ = ["Arm", "Unit"]
+
+_NO_PATHS: Mapping[str, str] = MappingProxyType({})
+
+
+def _env_int(name: str) -> int | None:
+    value = os.environ.get(name, "")
+    return int(value) if value.isdigit() else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,30 +61,35 @@ class Arm:
         return {"arm_id": self.arm_id, "loss": self.loss, "seed": self.seed}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Unit:
-    """One worker unit, as read from ``units/<unit_id>/unit.json``.
+    """One unit of a sweep: planned by :meth:`runner.plan.Sweep.plan`, handed to the task.
+
+    The same type serves both: the plan makes one per ``(N, gridsize, nphotons)`` (attempt
+    fields at their defaults, dicts shared between units so a 10^6-unit plan stays small), and
+    :meth:`for_attempt` gives the copy written to ``units/<unit_id>/unit.json`` for a worker.
 
     Attributes:
         sweep: sweep name.
         unit_id: stable id of the unit (readable slug + hash of its configuration).
         task: the ``"module:function"`` being run.
         N, gridsize: patch size and group size of every arm of the unit.
-        nphotons: dose of every arm of the unit.
-        arms: the arms still to run in this attempt (arms already ok are not listed).
+        nphotons: dose of every arm of the unit (photons per pattern).
+        arms: the unit's arms; in an attempt, those still to run (arms already ok are not
+            listed).
         model: full :class:`ModelConfig` dict (N, gridsize included).
         simulation: full :class:`SimulationConfig` dict.
-        training: full :class:`TrainingConfig` dict with ``nphotons`` set; seed and loss
-            weights are those of the defaults -- use :meth:`training_config` for an arm.
-        artifact_dir: directory for the task's files (created before the task runs).
+        training_base: full :class:`TrainingConfig` dict as the sweep resolves it (shared by
+            the sweep's units); :attr:`training` has this unit's ``nphotons`` set.
         timeout_s: the unit's wall-time limit; the worker is killed after it.
         attempt: 1 for the first attempt, 2... for retries of a crashed unit.
         attempt_id: unique id of this attempt (recorded with every record).
-        threads: intra-op thread budget of this worker (``PTYCHO_SWEEP_THREADS``), or None;
-            the task gives it to TensorFlow, BLAS and its own thread pools (the simulation's).
-        interop_threads: inter-op threads (``PTYCHO_SWEEP_INTEROP_THREADS``), or None. Both
-            are decided once, by the orchestrator (:func:`runner.resources.thread_counts`).
-        paths: the unit's file paths as strings (see :class:`runner.paths.OutputPaths`).
+        paths: the unit's file paths as strings (see :class:`runner.paths.OutputPaths`);
+            empty in a plan. :attr:`artifact_dir` is ``paths["artifact_dir"]``.
+
+    :attr:`threads` and :attr:`interop_threads`, the worker's thread budget, come from its
+    environment: decided once, by the orchestrator (:func:`runner.resources.thread_counts`),
+    and given by the task to TensorFlow, BLAS and its own thread pools (the simulation's).
     """
 
     sweep: str
@@ -84,14 +101,47 @@ class Unit:
     arms: tuple[Arm, ...]
     model: Mapping[str, Any]
     simulation: Mapping[str, Any]
-    training: Mapping[str, Any]
-    artifact_dir: Path
-    timeout_s: float
+    training_base: Mapping[str, Any]
+    timeout_s: float = 3600.0
     attempt: int = 1
     attempt_id: str = ""
-    threads: int | None = None
-    interop_threads: int | None = None
-    paths: Mapping[str, str] = field(default_factory=dict)
+    paths: Mapping[str, str] = dataclasses.field(default_factory=lambda: _NO_PATHS)
+
+    @property
+    def artifact_dir(self) -> Path | None:
+        """Directory for the task's files (created before the task runs); None in a plan."""
+        path = self.paths.get("artifact_dir")
+        return None if path is None else Path(path)
+
+    @property
+    def threads(self) -> int | None:
+        """This worker's intra-op thread budget (``PTYCHO_SWEEP_THREADS``), or None."""
+        return _env_int("PTYCHO_SWEEP_THREADS")
+
+    @property
+    def interop_threads(self) -> int | None:
+        """This worker's inter-op threads (``PTYCHO_SWEEP_INTEROP_THREADS``), or None."""
+        return _env_int("PTYCHO_SWEEP_INTEROP_THREADS")
+
+    @property
+    def training(self) -> dict[str, Any]:
+        """The full :class:`TrainingConfig` dict with this unit's ``nphotons``; seed and
+        loss weights are the defaults -- use :meth:`training_config` for an arm."""
+        return {**self.training_base, "nphotons": self.nphotons}
+
+    def for_attempt(self, paths: OutputPaths, arms: Iterable[Arm] | None = None,
+                    attempt: int = 1, attempt_id: str = "") -> Unit:
+        """This unit as one attempt runs it: ``arms`` (default: all) under ``paths``."""
+        return dataclasses.replace(
+            self, arms=tuple(self.arms if arms is None else arms), attempt=attempt,
+            attempt_id=attempt_id, paths=paths.unit_paths(self.unit_id))
+
+    def arm_columns(self, arm: Arm | str | Mapping[str, Any]) -> dict[str, Any]:
+        """The identity columns (:data:`runner.schema.IDENTITY`) of an arm's record."""
+        arm = self.arm(arm)
+        return {"sweep": self.sweep, "arm_id": arm.arm_id, "unit_id": self.unit_id,
+                "N": self.N, "gridsize": self.gridsize, "nphotons": self.nphotons,
+                "loss": arm.loss, "seed": arm.seed}
 
     # -- configs -----------------------------------------------------------------------------
     def model_config(self) -> ModelConfig:
@@ -120,6 +170,9 @@ class Unit:
 
     def artifact_path(self, arm: Arm | str | Mapping[str, Any], suffix: str = ".npz") -> Path:
         """``artifact_dir / <arm_id><suffix>``: where an arm's reconstruction goes."""
+        if self.artifact_dir is None:
+            raise ValueError(f"unit {self.unit_id} is a plan, not an attempt: it has no "
+                             f"artifact_dir (see Unit.for_attempt)")
         return self.artifact_dir / f"{self.arm(arm).arm_id}{suffix}"
 
     # -- serialisation -----------------------------------------------------------------------
@@ -136,8 +189,8 @@ class Unit:
             "arms": [a.to_dict() for a in self.arms],
             "model": dict(self.model),
             "simulation": dict(self.simulation),
-            "training": dict(self.training),
-            "artifact_dir": str(self.artifact_dir),
+            "training": self.training,
+            "artifact_dir": None if self.artifact_dir is None else str(self.artifact_dir),
             "timeout_s": self.timeout_s,
             "attempt": self.attempt,
             "attempt_id": self.attempt_id,
@@ -146,10 +199,10 @@ class Unit:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Unit:
-        """Inverse of :meth:`to_dict`; ``threads`` and ``interop_threads`` come from
-        ``PTYCHO_SWEEP_THREADS`` and ``PTYCHO_SWEEP_INTEROP_THREADS``."""
-        threads = os.environ.get("PTYCHO_SWEEP_THREADS")
-        inter = os.environ.get("PTYCHO_SWEEP_INTEROP_THREADS")
+        """Inverse of :meth:`to_dict` (an ``artifact_dir`` outside ``paths`` joins them)."""
+        paths = dict(data.get("paths") or {})
+        if data.get("artifact_dir") is not None:
+            paths.setdefault("artifact_dir", str(data["artifact_dir"]))
         return cls(
             sweep=data["sweep"],
             unit_id=data["unit_id"],
@@ -160,12 +213,9 @@ class Unit:
             arms=tuple(Arm(a["arm_id"], a["loss"], int(a["seed"])) for a in data["arms"]),
             model=dict(data["model"]),
             simulation=dict(data["simulation"]),
-            training=dict(data["training"]),
-            artifact_dir=Path(data["artifact_dir"]),
+            training_base=dict(data["training"]),
             timeout_s=float(data["timeout_s"]),
             attempt=int(data.get("attempt", 1)),
             attempt_id=str(data.get("attempt_id", "")),
-            threads=int(threads) if threads and threads.isdigit() else None,
-            interop_threads=int(inter) if inter and inter.isdigit() else None,
-            paths=dict(data.get("paths", {})),
+            paths=paths,
         )

@@ -137,9 +137,7 @@ def _tail(text: str, n: int = TRACEBACK_LINES) -> str:
 def _base_record(unit: Unit, arm: Arm, wall_s: float, peak_mb: float | None = None,
                  started_at: str | None = None) -> dict[str, Any]:
     return {
-        "sweep": unit.sweep, "arm_id": arm.arm_id, "unit_id": unit.unit_id, "N": unit.N,
-        "gridsize": unit.gridsize, "nphotons": unit.nphotons, "loss": arm.loss,
-        "seed": arm.seed, "status": "ok", "error": None, "pid": os.getpid(),
+        **unit.arm_columns(arm), "status": "ok", "error": None, "pid": os.getpid(),
         "wall_s": round(wall_s, 3),
         "peak_rss_mb": peak_rss_mb() if peak_mb is None else peak_mb,
         "attempt": unit.attempt, "attempt_id": unit.attempt_id,

@@ -48,7 +48,7 @@ def test_expansion_and_unit_helpers(tmp_path):
         (16, 1, 1e4), (16, 1, 1e6), (16, 2, 1e4)]
     u = plan[3]
     assert u.unit_id.startswith("N16_g2_p1e+06_")
-    unit = u.to_unit(sw, OutputPaths(tmp_path))
+    unit = u.for_attempt(OutputPaths(tmp_path))
     assert unit.model_config().N == 16 and unit.model_config().gridsize == 2
     assert unit.simulation_config().object_size == 300
     arm = unit.arms[-1]  # mae, seed 3
@@ -59,6 +59,33 @@ def test_expansion_and_unit_helpers(tmp_path):
     assert unit.artifact_path(arm) == tmp_path / "units" / u.unit_id / "artifacts" / (
         arm.arm_id + ".npz")
     assert type(unit).from_dict(unit.to_dict()).arms == unit.arms
+
+
+def test_plan_and_attempt_are_one_unit_type(tmp_path):
+    """The plan's units are what a task receives: one type, identity spelled once, and the
+    attempt copy round-trips through unit.json."""
+    from runner.paths import OutputPaths
+    from runner.schema import IDENTITY
+    from runner.unit import Unit
+
+    sw = load_sweep(sweep_dict(nphotons=(1e4, 1e6), training={"nepochs": 3}))
+    planned = sw.plan()[1]
+    assert isinstance(planned, Unit) and planned.sweep == sw.name and planned.task == sw.task
+    assert planned.training["nphotons"] == 1e6 and planned.timeout_s == sw.timeout_s
+    with pytest.raises(ValueError, match="plan, not an attempt"):
+        planned.artifact_path(planned.arms[0])
+    attempt = planned.for_attempt(OutputPaths(tmp_path), planned.arms[1:], 2, "run-2")
+    assert (attempt.attempt, attempt.attempt_id, attempt.arms) == (2, "run-2", planned.arms[1:])
+    back = Unit.from_dict(attempt.to_dict())
+    assert back.training == attempt.training and back.paths == attempt.paths
+    assert back.artifact_dir == tmp_path / "units" / planned.unit_id / "artifacts"
+    arm = back.arms[0]
+    assert list(back.arm_columns(arm)) == list(IDENTITY)
+    assert back.arm_columns(arm) == planned.arm_columns(arm.arm_id)
+    # plan units share their dicts: a big plan costs no dict per unit
+    units = sw.plan()
+    assert units[0].model is units[1].model and units[0].training_base is units[1].training_base
+
 
 
 def test_ids_are_stable_and_follow_the_config(tmp_path):

@@ -44,7 +44,7 @@ def test_a_real_task_still_imports(monkeypatch):
 
 def test_worker_records_the_contract_as_the_arms_error(tmp_path):
     sw = load_sweep(sweep_dict(task="builtins:exec"), check_task=False)
-    unit = sw.plan()[0].to_unit(sw, OutputPaths(tmp_path))
+    unit = sw.plan()[0].for_attempt(OutputPaths(tmp_path))
     assert execute(unit)["status"] == "failed"
     recs = read_records(OutputPaths(tmp_path)).values()
     assert recs and all(r["status"] == "failed" and CONTRACT in r["error"] for r in recs)

@@ -32,7 +32,7 @@ from runner.worker import execute  # noqa: E402
 @pytest.fixture
 def unit(tmp_path):
     sw = load_sweep(sweep_dict(task="runner_tasks:ok_task", seed=(0, 1)), check_task=False)
-    return sw.plan()[0].to_unit(sw, OutputPaths(tmp_path), attempt_id="run-1")
+    return sw.plan()[0].for_attempt(OutputPaths(tmp_path), attempt_id="run-1")
 
 
 def records(unit):
@@ -112,7 +112,7 @@ def test_task_contract_violations(unit, task, error):
 
 def test_import_errors_are_failures(tmp_path):
     sw = load_sweep(sweep_dict(task="runner_tasks:no_such_fn"), check_task=False)
-    u = sw.plan()[0].to_unit(sw, OutputPaths(tmp_path))
+    u = sw.plan()[0].for_attempt(OutputPaths(tmp_path))
     execute(u)
     recs = read_records(OutputPaths(tmp_path))
     assert {r["status"] for r in recs.values()} == {"failed"}
