@@ -13,7 +13,9 @@ Values of different losses are still not comparable with each other (a Poisson d
 count is not an amplitude error); the history and the plots keep them apart.
 
 Adding a loss means adding one :class:`DataLoss` to :data:`LOSSES` here: the configuration
-validates names against this table, the model compiles from it, the runner's arms list it.
+validates names against this table, the model compiles from it, the runner's arms list it. A
+loss that changes over training gives its function a ``set_progress(fraction)`` method, which
+:func:`ptycho.train_pinn.train` calls at the start of every epoch (``mae_nll``).
 
 Imports no TensorFlow at import time (the loss functions import it when built).
 """
@@ -123,6 +125,38 @@ def _weighted(mean_counts, training):
     return weighted
 
 
+#: The ``mae_nll`` curriculum, as fractions of the epochs: the MAE alone until ``start``, then a
+#: linear blend that reaches the NLL alone at ``end``.
+CURRICULUM = {"start": 0.25, "end": 0.5}
+
+
+def _mae_then_nll(mean_counts, training):
+    """A curriculum: the amplitude MAE first, then the Poisson NLL. At ``N = 64`` the NLL alone
+    settles on a data-consistent non-object (docs/quality.md) where the MAE finds the object;
+    the MAE's solution then starts the NLL, which weighs each pixel by its counts near the fit.
+    The weight of the NLL is ``w = clip((f - start) / (end - start), 0, 1)`` at the fraction
+    ``f`` of the epochs done (:data:`CURRICULUM`); the loss is ``(1 - w) mae + w nll``, each
+    scaled as its own entry. ``fn.set_progress(f)`` moves ``w`` (``train_pinn.train`` calls it
+    at the start of each epoch); until it is called the loss is the MAE."""
+    import tensorflow as tf
+
+    nll = _poisson_nll(mean_counts, training)
+    mae = _amplitude_mae(mean_counts, training)
+    w = tf.Variable(0.0, trainable=False, dtype=tf.float32, name="nll_weight")
+    start, end = float(CURRICULUM["start"]), float(CURRICULUM["end"])
+
+    def mae_nll(y, lam):
+        amp = mae(tf.sqrt(tf.maximum(y, 0.0)), tf.sqrt(tf.maximum(lam, 0.0)))
+        return (1.0 - w) * amp + w * nll(y, lam)
+
+    def set_progress(fraction: float) -> None:
+        w.assign(min(1.0, max(0.0, (float(fraction) - start) / (end - start))))
+
+    mae_nll.set_progress = set_progress
+    mae_nll.nll_weight = w
+    return mae_nll
+
+
 #: Every data loss, by name. The first entry is the default.
 LOSSES: dict[str, DataLoss] = {loss.name: loss for loss in (
     DataLoss("nll", "intensity", _poisson_nll, "Poisson deviance / 2 per count",
@@ -135,6 +169,10 @@ LOSSES: dict[str, DataLoss] = {loss.name: loss for loss in (
     DataLoss("nll_huber", "intensity", _poisson_huber, "robust Poisson deviance / 2 per count",
              "Poisson NLL with Huber's function of the deviance residuals: the likelihood "
              "near the fit, linear in large residuals (learns at high dose like the MAE)"),
+    DataLoss("mae_nll", "intensity", _mae_then_nll,
+             "Poisson deviance / 2 per count (the amplitude MAE in the first epochs)",
+             "curriculum: the amplitude MAE for the first quarter of the epochs, blended into "
+             "the Poisson NLL by half of them (the MAE finds the object, the NLL refines it)"),
 )}
 #: The names, in order.
 LOSS_NAMES = tuple(LOSSES)

@@ -286,6 +286,7 @@ def compile_model(autoencoder: keras.Model, training: TrainingConfig,
     autoencoder.compile(optimizer=keras.optimizers.Adam(training_lr),
                         loss=losses, loss_weights=weights, jit_compile=bool(jit_compile))
     autoencoder.ptycho_training = training
+    autoencoder.ptycho_loss_fn = fn  # train() moves a curriculum loss (set_progress)
     return autoencoder
 
 

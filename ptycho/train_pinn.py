@@ -102,6 +102,18 @@ def _model_config_for(data, base: ModelConfig | None) -> ModelConfig:
     return base
 
 
+def _loss_schedule(autoencoder, nepochs: int) -> list:
+    """A callback moving a curriculum loss (one with ``set_progress``, see
+    :mod:`ptycho.losses`) to ``epoch / nepochs`` at the start of each epoch; [] otherwise."""
+    fn = getattr(autoencoder, "ptycho_loss_fn", None)
+    set_progress = getattr(fn, "set_progress", None)
+    if set_progress is None:
+        return []
+    set_progress(0.0)
+    return [keras.callbacks.LambdaCallback(
+        on_epoch_begin=lambda epoch, logs=None: set_progress(epoch / max(1, nepochs)))]
+
+
 def train(train_data, intensity_scale: float | None = None, model_instance=None,
           training: TrainingConfig | None = None, model_config: ModelConfig | None = None,
           verbose: int = 0, checkpoint_dir: str | Path | None = None,
@@ -142,7 +154,8 @@ def train(train_data, intensity_scale: float | None = None, model_instance=None,
     fit = autoencoder.fit(model_inputs(train_data), model_targets(train_data),
                           batch_size=training.batch_size, epochs=training.nepochs,
                           shuffle=True, verbose=verbose, validation_data=validation,
-                          callbacks=[EpochLog(log_prefix), *callbacks])
+                          callbacks=[*_loss_schedule(autoencoder, training.nepochs),
+                                     EpochLog(log_prefix), *callbacks])
     train_s = time.perf_counter() - start
     history = {k: [float(v) for v in vals] for k, vals in fit.history.items()}
     if checkpoint_dir is not None:

@@ -119,3 +119,38 @@ def test_robust_nll_is_the_nll_near_the_fit_and_linear_far_from_it():
             value = robust(tf.constant(target), p)
         assert np.isfinite(tape.gradient(value, p).numpy()).all()
     assert losses.HUBER_DELTA > 0
+
+
+def test_curriculum_loss_is_the_mae_first_and_the_nll_at_the_end():
+    from ptycho.losses import CURRICULUM
+
+    lam, y = _counts(50.0)
+    training = TrainingConfig()
+    fn = get_loss("mae_nll").make(50.0, training)
+    nll = float(get_loss("nll").make(50.0, training)(y, lam))
+    mae = float(get_loss("mae").make(50.0, training)(np.sqrt(y), np.sqrt(lam)))
+    assert float(fn(y, lam)) == pytest.approx(mae, rel=1e-5)  # before any set_progress
+    fn.set_progress(CURRICULUM["start"])
+    assert float(fn(y, lam)) == pytest.approx(mae, rel=1e-5)
+    fn.set_progress((CURRICULUM["start"] + CURRICULUM["end"]) / 2)
+    assert float(fn(y, lam)) == pytest.approx((mae + nll) / 2, rel=1e-5)
+    fn.set_progress(1.0)
+    assert float(fn(y, lam)) == pytest.approx(nll, rel=1e-5)
+
+
+def test_training_moves_the_curriculum_each_epoch():
+    """train() drives set_progress: after 4 of 4 epochs (progress 3/4 at the last epoch's
+    start) the loss is the NLL alone; a loss without a schedule gets no extra callback."""
+    from ptycho import train_pinn
+    from ptycho.config import ModelConfig, SimulationConfig
+    from ptycho.simulation import simulate_unit
+
+    cfg = ModelConfig(N=16, gridsize=1, n_filters_scale=1)
+    train, _ = simulate_unit(cfg, 1e6, SimulationConfig(object_size=64, n_train=16, n_test=4))
+    training = TrainingConfig(nphotons=1e6, nepochs=4, batch_size=8, loss="mae_nll")
+    result = train_pinn.train(train, training=training, model_config=cfg)
+    assert float(result.autoencoder.ptycho_loss_fn.nll_weight.numpy()) == 1.0
+    assert train_pinn._loss_schedule(result.autoencoder, 4) != []
+    plain = train_pinn.train(train, training=training.with_loss("nll").replace(nepochs=1),
+                             model_config=cfg)
+    assert train_pinn._loss_schedule(plain.autoencoder, 1) == []
