@@ -218,3 +218,17 @@ def test_dose_response_when_every_arm_failed():
     shown = [ax for ax in fig.axes if ax.get_visible() and ax.get_xlabel()]
     assert len(shown) == 8 and all(_x_markers(ax) == {1e4, 1e6, 1e8} for ax in shown)
     assert "no value of amp_norm_ssim" in [t.get_text() for t in shown[0].texts]
+
+
+def test_a_dose_not_run_for_a_line_is_a_gap_not_a_straight_segment():
+    """A partly run (or grown) sweep: N=32's nll line has 1e4 and 1e8 only while the others
+    have 1e6 too; it must not be drawn as if 1e6 lay on the straight segment between them."""
+    df = _table()
+    df = df[~((df["N"] == 32) & (df["loss"] == "nll") & (df["nphotons"] == 1e6))]
+    fig = dose_response_figure(df)
+    ssim = next(ax for ax in fig.axes if ax.get_title().startswith("amplitude SSIM"))
+    lines = [line for line in ssim.get_lines() if line.get_marker() in ("o", "s")]
+    partial = [line for line in lines
+               if np.isnan(np.asarray(line.get_ydata(), float)).sum() == 1]
+    assert len(partial) == 1 and list(partial[0].get_xdata()) == [1e4, 1e6, 1e8]
+    assert np.isnan(np.asarray(partial[0].get_ydata(), float)[1])

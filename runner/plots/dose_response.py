@@ -48,13 +48,16 @@ def _point_stats(df, metric: str):
 def _draw_metric(ax, df, metric: str, colours: dict, styles: dict, losses=None) -> bool:
     """Lines of ``metric`` (``losses``: only these); returns whether a point failed."""
     stats = _point_stats(df, metric)
+    doses = sorted(stats["nphotons"].unique())
     failed = False
     for (n, g, loss), grp in stats.groupby(_KEY):
         if losses is not None and loss not in losses:
             continue
         ls, marker = styles[loss]
         colour = colours[(n, g)]
-        ax.plot(grp["nphotons"], grp["mean"], color=colour, linestyle=ls, marker=marker,
+        # a dose the sweep has but this line has not run (yet): a gap, not a straight line
+        line = grp.set_index("nphotons")["mean"].reindex(doses)
+        ax.plot(line.index, line.values, color=colour, linestyle=ls, marker=marker,
                 markersize=5)
         multi = grp[grp["n"] > 1]
         if len(multi):
