@@ -76,12 +76,16 @@ def _poisson_huber(mean_counts, training):
     ``r = sign(lam - y) sqrt(dev)``. For ``|r| <= HUBER_DELTA`` it is exactly the NLL's term
     (``dev / 2``), so near the fit it is the Poisson likelihood at every dose; beyond, it grows
     like ``HUBER_DELTA * |r|``, so the large early residuals of bright pixels at high dose do
-    not swamp the rest (an L1-like push, as with the MAE). Divided by the expected counts per
-    pixel like the NLL."""
+    not swamp the rest (an L1-like push, as with the MAE). Divided by
+    ``min(mean_counts, HUBER_DELTA * sqrt(mean_counts))``: the expected counts per pixel, like
+    the NLL, where the quadratic branch dominates (few counts), and the size of the linear
+    branch (``HUBER_DELTA`` times a deviance residual of order ``sqrt(counts)``) at high dose,
+    so the loss and its gradients keep their size at every dose (with ``1 / mean_counts`` alone
+    its gradients fell to about 1e-6 at 1e9 photons, near Adam's epsilon)."""
     import tensorflow as tf
 
-    scale = 1.0 / float(mean_counts)
     d = float(HUBER_DELTA)
+    scale = 1.0 / min(float(mean_counts), d * float(mean_counts) ** 0.5)
 
     def nll_huber(y, lam):
         lam = tf.maximum(lam, 1e-12)

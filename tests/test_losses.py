@@ -99,19 +99,22 @@ def test_robust_nll_is_the_nll_near_the_fit_and_linear_far_from_it():
     lam = np.maximum(lam, 20.0)
     nll = get_loss("nll").make(mean, TrainingConfig())
     robust = get_loss("nll_huber").make(mean, TrainingConfig())
+    d = losses.HUBER_DELTA
+    norm = min(mean, d * np.sqrt(mean))  # the robust loss's dose normalisation
     # near the fit (|deviance residual| well under HUBER_DELTA) the two are the same function
+    # (up to their constant normalisations)
     near = lam + np.sqrt(lam)  # deviance residuals of about 1
-    assert float(robust(lam, near)) == pytest.approx(float(nll(lam, near)), rel=1e-3)
+    assert float(robust(lam, near)) * norm == pytest.approx(float(nll(lam, near)) * mean,
+                                                            rel=1e-3)
     # far from it the robust loss grows linearly in the residual, the NLL quadratically
     far = lam * 16.0
     y64, far64 = y.astype(np.float64), far.astype(np.float64)
     dev = 2 * (far64 - y64 + np.where(y64 > 0, y64 * np.log(np.maximum(y64, 1) / far64), 0))
-    d = losses.HUBER_DELTA
     assert (dev > d * d).all()
-    expected = np.mean(d * np.sqrt(dev) - d * d / 2) / mean
+    expected = np.mean(d * np.sqrt(dev) - d * d / 2) / norm
     assert float(robust(y, far)) == pytest.approx(expected, rel=1e-3)
     assert float(nll(y, far)) == pytest.approx(np.mean(dev / 2) / mean, rel=1e-3)
-    assert float(nll(y, far)) / float(robust(y, far)) > 5
+    assert float(nll(y, far)) * mean / (float(robust(y, far)) * norm) > 5
     # finite gradients at a perfect fit and at zero counts
     for target, pred in ((y, y + 0.0), (np.zeros_like(y), lam)):
         p = tf.Variable(np.maximum(pred, 1e-3))
@@ -154,3 +157,21 @@ def test_training_moves_the_curriculum_each_epoch():
     plain = train_pinn.train(train, training=training.with_loss("nll").replace(nepochs=1),
                              model_config=cfg)
     assert train_pinn._loss_schedule(plain.autoencoder, 1) == []
+
+
+def test_every_loss_keeps_its_size_across_doses():
+    """A factor-2 misfit costs about the same at 1 and at 1e5 counts per pixel, for every
+    loss: Adam's steps then do not depend on the dose (its epsilon, 1e-7, stays negligible)."""
+    training = TrainingConfig(loss="weighted", nll_weight=1.0, mae_weight=0.5)
+    for name in LOSS_NAMES:
+        spec = LOSSES[name]
+        excess = []
+        for mean in (1.0, 1e5):
+            lam, y = _counts(mean, shape=(4, 32, 32, 1), seed=1)
+            fn = spec.make(mean, training)
+            if hasattr(fn, "set_progress"):
+                fn.set_progress(1.0)
+            if spec.output == "amplitude":
+                lam, y = np.sqrt(lam), np.sqrt(y)
+            excess.append(float(fn(y, 2.0 * lam)) - float(fn(y, lam)))
+        assert 0.2 < excess[0] / excess[1] < 5, (name, excess)
