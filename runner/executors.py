@@ -199,6 +199,17 @@ class Executor(ABC):
         """Run one attempt to its end: ``submit(job).result()``."""
         return self.submit(job).result()
 
+    def wait(self, handles: list[AttemptHandle], timeout: float) -> None:
+        """Block until one of ``handles`` may be done, at most ``timeout`` s (the orchestrator
+        then asks each). :class:`FutureHandle` s are waited for at once; other handles are
+        polled: override this where the backend can do better."""
+        futures = [h.future for h in handles if isinstance(h, FutureHandle)]
+        if futures and len(futures) == len(handles):
+            concurrent.futures.wait(futures, timeout,
+                                    return_when=concurrent.futures.FIRST_COMPLETED)
+        else:
+            time.sleep(timeout)
+
     def cancel(self) -> None:  # noqa: B027 - optional hook
         """Stop every attempt in flight now; their handles' :meth:`~AttemptHandle.result`
         return soon with ``cancelled=True``. Called on interruption (from any thread)."""

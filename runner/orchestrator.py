@@ -362,8 +362,8 @@ def _execute(plan: RunPlan, executor: Executor, records: dict[str, dict], progre
                     tracker.unit_done(uid, statuses)  # one log line: statuses, time, ETA
                 if stop.is_set():
                     raise KeyboardInterrupt
-                if not ended:
-                    time.sleep(POLL_S)
+                if not ended and running:
+                    executor.wait([ur.handle for ur in running], POLL_S)
     except BaseException:
         executor.cancel()
         raise
