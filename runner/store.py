@@ -32,7 +32,16 @@ from pathlib import Path
 from typing import Any
 
 from .paths import OutputPaths
-from .schema import COLUMNS, DTYPES, HISTORY_IDENTITY, METRICS, PROVENANCE, STATUSES, table_dtype
+from .schema import (
+    COLUMNS,
+    DTYPES,
+    HISTORY_IDENTITY,
+    IDENTITY,
+    METRICS,
+    PROVENANCE,
+    STATUSES,
+    table_dtype,
+)
 
 __all__ = [
     "STATUSES",
@@ -57,9 +66,12 @@ log = logging.getLogger(__name__)
 
 #: Hand-edited or otherwise invalid records are moved here (under the output directory).
 QUARANTINE_DIR = "quarantine"
-#: Identity columns a record must have, with their types.
-_IDENTITY_TYPES = {"sweep": (str,), "N": (int,), "gridsize": (int,), "nphotons": (int, float),
-                   "loss": (str,), "seed": (int,)}
+#: The Python types a record's JSON value may have, per declared table dtype.
+_JSON_TYPES = {"string": (str,), "int64": (int,), "float64": (int, float)}
+#: Identity columns a record must have, with their types (from :data:`IDENTITY`; ``arm_id`` is
+#: checked against the file name, ``unit_id`` only when present).
+_IDENTITY_TYPES = {k: _JSON_TYPES[v] for k, v in IDENTITY.items()
+                   if k not in ("arm_id", "unit_id")}
 #: Optional columns checked when present (the table casts or sorts on them).
 _OPTIONAL_TYPES = {"unit_id": (str,), "pid": (int, type(None)), "error": (str, type(None)),
                    "wall_s": (int, float, type(None))}
