@@ -127,22 +127,12 @@ class FutureHandle(AttemptHandle):
         self.cancelled.set()
         self.future.cancel()
 
-
-class _DoneHandle(AttemptHandle):
-    """An attempt that ran to its end inside :meth:`Executor.submit`."""
-
-    def __init__(self, job: AttemptJob, result: AttemptResult):
-        super().__init__(job)
-        self._result = result
-
-    def done(self) -> bool:
-        return True
-
-    def result(self, timeout: float | None = None) -> AttemptResult:
-        return self._result
-
-    def cancel(self) -> None:
-        pass
+    @classmethod
+    def finished(cls, job: AttemptJob, result: AttemptResult) -> FutureHandle:
+        """The handle of an attempt that already ran to its end (inside ``submit``)."""
+        future: concurrent.futures.Future = concurrent.futures.Future()
+        future.set_result(result)
+        return cls(job, future, threading.Event())
 
 
 class Executor(ABC):
@@ -365,7 +355,7 @@ class InProcessExecutor(Executor):
 
     def submit(self, job: AttemptJob) -> AttemptHandle:
         """Run the attempt here and now; the handle returned is already done."""
-        return _DoneHandle(job, self._execute(job))
+        return FutureHandle.finished(job, self._execute(job))
 
     def _execute(self, job: AttemptJob) -> AttemptResult:
         from .store import read_json

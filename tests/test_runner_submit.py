@@ -3,10 +3,8 @@ added in one class (runner/executors.py, runner/orchestrator.py)."""
 
 from __future__ import annotations
 
-import concurrent.futures
 import logging
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -91,11 +89,8 @@ class _SerialBackend(Executor):
 
     def submit(self, job: AttemptJob) -> FutureHandle:
         type(self).submitted.append(job.unit_id)
-        cancelled = threading.Event()
-        future: concurrent.futures.Future = concurrent.futures.Future()
         env = worker_env(n_jobs=1, slot=0, cwd=job.cwd)
-        future.set_result(run_worker_process(job, env, cancelled=cancelled))
-        return FutureHandle(job, future, cancelled)
+        return FutureHandle.finished(job, run_worker_process(job, env))
 
 
 def test_a_backend_is_one_class_and_its_capabilities_are_honoured(tmp_path, monkeypatch,
