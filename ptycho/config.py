@@ -139,6 +139,9 @@ class ModelConfig(_ConfigBase):
             radius N/4, so the masked probe falls smoothly to zero at its support's edge (no
             hard edge: see docs/quality.md; 0.7, PtychoPINN-like, puts it at 0.35 N).
         probe_mask: multiply the probe by the disc of radius N/4 (its support).
+        probe_coma: coma of the probe's pupil, radians at its edge (``ptycho.probe``); 0 keeps
+            ``|P|`` centro-symmetric, which leaves gridsize 1 unable to tell the object from its
+            twin; about 1 makes the probe asymmetric.
         probe_trainable: let the probe be learnt.
         intensity_scale_trainable: let the log intensity scale be learnt (default False: the
             dose fixes it, and a free scale trades off against the object amplitude).
@@ -155,6 +158,7 @@ class ModelConfig(_ConfigBase):
     pad_object: bool = True
     probe_scale: float = 0.5
     probe_mask: bool = True
+    probe_coma: float = 0.0
     probe_trainable: bool = False
     intensity_scale_trainable: bool = False
     amp_activation: str = "sigmoid"
@@ -172,6 +176,7 @@ class ModelConfig(_ConfigBase):
         _check_bool(o, "pad_object", self.pad_object)
         _check_float(o, "probe_scale", self.probe_scale, 0.0, 16.0, lo_open=True)
         _check_bool(o, "probe_mask", self.probe_mask)
+        _check_float(o, "probe_coma", self.probe_coma, -10.0, 10.0)
         _check_bool(o, "probe_trainable", self.probe_trainable)
         _check_bool(o, "intensity_scale_trainable", self.intensity_scale_trainable)
         _check_choice(o, "amp_activation", self.amp_activation, AMP_ACTIVATIONS)

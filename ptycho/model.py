@@ -143,10 +143,9 @@ def _resolve_probe(N: int, probe, cfg_probe, model_cfg: ModelConfig) -> np.ndarr
         arr = np.squeeze(np.asarray(cfg_probe, dtype=np.complex64))
         if arr.shape == (N, N):
             return arr
-    from .probe import get_default_probe
+    from .probe import probe_for
 
-    return np.asarray(get_default_probe(N, fmt="np", probe_scale=model_cfg.probe_scale,
-                                        mask=model_cfg.probe_mask), dtype=np.complex64)
+    return probe_for(model_cfg)
 
 
 def build_models(model_cfg: ModelConfig, probe=None, intensity_scale: float | None = None,

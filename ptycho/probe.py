@@ -2,7 +2,14 @@
 
 The probe is a focused beam: a disc aperture in Fourier space (a low-pass pupil) carrying a mild
 quadratic (defocus) phase, inverse Fourier transformed to real space. In focus its intensity is an
-Airy pattern; the defocus curves its wavefront without changing its width much.
+Airy pattern; the defocus curves its wavefront without changing its width much. An optional coma
+(``coma`` radians, ``ModelConfig.probe_coma``) makes the probe's intensity asymmetric.
+
+Why coma: with a probe whose modulus is centro-symmetric (``|P(r)| = |P(-r)|``, true of the default
+probe) a single diffraction pattern cannot tell an object patch ``O(r)`` from its twin, the patch
+rotated by 180 degrees and conjugated (times a smooth phase): both give the same counts. Gridsize 1
+then has no way to choose (docs/quality.md, round 2). Coma, an odd phase across the pupil, makes
+``|P(r)| != |P(-r)|``, so the twin is no longer a valid object and the data decide.
 
 Conventions shared with the rest of ``ptycho/``: arrays are ``(N, N)``, the probe is centred at
 pixel ``(N // 2, N // 2)`` and normalised to ``max |P| = 1``. Units: pixels of the ``N x N``
@@ -29,7 +36,8 @@ import numpy as np
 
 from .config import SUPPORTED_N
 
-__all__ = ["get_probe_mask", "get_default_probe", "APERTURE_CONSTANT", "DEFOCUS_EDGE_PHASE"]
+__all__ = ["get_probe_mask", "get_default_probe", "probe_for", "APERTURE_CONSTANT",
+           "DEFOCUS_EDGE_PHASE"]
 
 #: Fourier aperture radius in Fourier pixels = ``APERTURE_CONSTANT / probe_scale``.
 APERTURE_CONSTANT = 1.22
@@ -73,13 +81,21 @@ def get_probe_mask(N: int) -> np.ndarray:
     return (_radius_grid(N) < N / 4).astype(np.float32)
 
 
-def _probe_np(N: int, probe_scale: float, mask: bool) -> np.ndarray:
+def _probe_np(N: int, probe_scale: float, mask: bool, coma: float) -> np.ndarray:
     kr = _radius_grid(N)  # Fourier-pixel radius, DC at (N // 2, N // 2)
     rk = APERTURE_CONSTANT / probe_scale
     # Disc aperture with a one-pixel linear (anti-aliased) edge, so the probe varies
     # continuously with probe_scale.
     aperture = np.clip(rk - kr + 0.5, 0.0, 1.0)
-    pupil = aperture * np.exp(1j * DEFOCUS_EDGE_PHASE * (kr / rk) ** 2)
+    rho = kr / rk  # 1 at the aperture edge
+    phase = DEFOCUS_EDGE_PHASE * rho**2
+    if coma:
+        # Zernike primary coma (3 rho^3 - 2 rho) cos(theta), theta from the (1, 1) diagonal so
+        # both axes are asymmetric; its -2 rho tilt keeps the probe near the centre.
+        k = np.arange(N, dtype=np.float64) - N // 2
+        u = (k[:, None] + k[None, :]) / (math.sqrt(2.0) * rk)  # rho cos(theta)
+        phase = phase + coma * (3.0 * rho**2 - 2.0) * u
+    pupil = aperture * np.exp(1j * phase)
     # ifftshift moves DC to index 0; fftshift centres the real-space probe at (N//2, N//2).
     probe = np.fft.fftshift(np.fft.ifft2(np.fft.ifftshift(pupil)))
     if mask:
@@ -91,15 +107,18 @@ def _probe_np(N: int, probe_scale: float, mask: bool) -> np.ndarray:
 
 
 def get_default_probe(N: int, fmt: str = "tf", probe_scale: float | None = None,
-                      mask: bool = True):
+                      mask: bool = True, coma: float = 0.0):
     """The default focused probe of side ``N``.
 
     A disc aperture of radius ``1.22 / probe_scale`` Fourier pixels with a defocus phase
     ``(pi / 2) * (k / k_edge)**2`` (a quarter wave at the aperture edge), inverse FFT to real
     space, centred at ``(N // 2, N // 2)``, multiplied by :func:`get_probe_mask` when ``mask``,
-    and normalised to ``max |P| = 1``. The in-focus probe's first dark ring has radius
-    ``probe_scale * N / 2`` pixels: at the default 0.5 that is the mask radius ``N / 4``, so
-    the probe covers the central ``N / 2`` region and falls smoothly to zero at its edge.
+    and normalised to ``max |P| = 1``. With ``coma`` the pupil also carries the primary coma
+    ``coma * (3 k^3 - 2 k) cos(theta)`` (``k`` the radius over the aperture radius, ``theta``
+    from the (1, 1) diagonal): ``coma`` radians at the aperture edge. The in-focus probe's
+    first dark ring has radius ``probe_scale * N / 2`` pixels: at the default 0.5 that is the
+    mask radius ``N / 4``, so the probe covers the central ``N / 2`` region and falls smoothly
+    to zero at its edge.
 
     Args:
         N: patch side in pixels, a power of two from 16 to 256.
@@ -107,6 +126,8 @@ def get_default_probe(N: int, fmt: str = "tf", probe_scale: float | None = None,
         probe_scale: width parameter (> 0, larger = wider probe). ``None`` reads the legacy
             ``ptycho.params.cfg['default_probe_scale']`` (default 0.5).
         mask: multiply by the disc of radius ``N / 4``.
+        coma: coma in radians at the aperture edge (0, the default, keeps ``|P|``
+            centro-symmetric; about 1 makes it clearly asymmetric, see the module docstring).
 
     Returns:
         ``(N, N) complex64`` probe (``np.ndarray`` or ``tf.Tensor``), dimensionless,
@@ -114,7 +135,7 @@ def get_default_probe(N: int, fmt: str = "tf", probe_scale: float | None = None,
 
     Raises:
         ValueError: ``N`` not in 16..256 or not a power of two, unknown ``fmt``, or
-            ``probe_scale`` not a finite number > 0.
+            ``probe_scale`` not a finite number > 0, or ``coma`` not finite.
     """
     N = _check_N(N)
     if fmt not in _FORMATS:
@@ -126,9 +147,20 @@ def get_default_probe(N: int, fmt: str = "tf", probe_scale: float | None = None,
     if (isinstance(probe_scale, bool) or not isinstance(probe_scale, (int, float, np.floating))
             or not math.isfinite(probe_scale) or probe_scale <= 0):
         raise ValueError(f"probe_scale must be a finite number > 0; got {probe_scale!r}")
-    probe = _probe_np(N, float(probe_scale), bool(mask))
+    if isinstance(coma, bool) or not isinstance(coma, (int, float, np.floating)) \
+            or not math.isfinite(coma):
+        raise ValueError(f"coma must be a finite number; got {coma!r}")
+    probe = _probe_np(N, float(probe_scale), bool(mask), float(coma))
     if fmt == "np":
         return probe
     import tensorflow as tf
 
     return tf.convert_to_tensor(probe, dtype=tf.complex64)
+
+
+def probe_for(model_cfg) -> np.ndarray:
+    """The default probe of a :class:`ptycho.config.ModelConfig` (its ``N``, ``probe_scale``,
+    ``probe_mask`` and ``probe_coma``): ``(N, N) complex64`` numpy array. The one place the
+    model and the simulation turn a configuration into a probe."""
+    return get_default_probe(model_cfg.N, "np", model_cfg.probe_scale, mask=model_cfg.probe_mask,
+                             coma=model_cfg.probe_coma)

@@ -35,7 +35,7 @@ from scipy.spatial import cKDTree
 
 from .config import ModelConfig, SimulationConfig
 from .objects import make_object
-from .probe import get_default_probe
+from .probe import probe_for
 
 __all__ = [
     "DiffractionData",
@@ -607,8 +607,8 @@ def simulate_unit(model_cfg: ModelConfig, nphotons: float, sim_cfg: SimulationCo
                   ) -> tuple[DiffractionData, DiffractionData]:
     """Training and test sets for one (N, gridsize, dose) unit.
 
-    * Probe: ``probe`` or ``get_default_probe(N, 'np', model_cfg.probe_scale,
-      mask=model_cfg.probe_mask)``.
+    * Probe: ``probe`` or ``ptycho.probe.probe_for(model_cfg)`` (the default probe with the
+      config's ``probe_scale``, ``probe_mask`` and ``probe_coma``).
     * Train: object ``make_object(kind, object_size, sim_cfg.seed, max_phase)``. Scan ``'random'``:
       ``n_train`` group centres uniform over the area where the whole group fits (margin
       ``scan_buffer + offset * (gridsize - 1) / 2``), then :func:`group_positions` with spacing
@@ -625,7 +625,7 @@ def simulate_unit(model_cfg: ModelConfig, nphotons: float, sim_cfg: SimulationCo
     * Everything (objects, scan, noise) is deterministic for ``sim_cfg.seed``.
 
     Args:
-        model_cfg: gives ``N``, ``gridsize``, ``offset``, ``probe_scale``, ``probe_mask``.
+        model_cfg: gives ``N``, ``gridsize``, ``offset`` and the probe's settings.
         nphotons: expected photons per pattern (> 0).
         sim_cfg: object, scan and sizes.
         probe: optional ``(N, N)`` complex probe.
@@ -643,7 +643,7 @@ def simulate_unit(model_cfg: ModelConfig, nphotons: float, sim_cfg: SimulationCo
     N, g, offset = model_cfg.N, model_cfg.gridsize, model_cfg.offset
     nphotons = _check_nonneg_float("nphotons", nphotons, positive=True)
     if probe is None:
-        probe = get_default_probe(N, "np", model_cfg.probe_scale, mask=model_cfg.probe_mask)
+        probe = probe_for(model_cfg)
     probe = np.asarray(probe)
     if probe.shape != (N, N):
         raise ValueError(f"probe must have shape ({N}, {N}) for N={N}; got {probe.shape}")

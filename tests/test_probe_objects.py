@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from ptycho import params
+from ptycho.config import ConfigError, ModelConfig
 from ptycho.objects import OBJECT_KINDS, grf_object, lines_object, make_object
-from ptycho.probe import get_default_probe, get_probe_mask
+from ptycho.probe import get_default_probe, get_probe_mask, probe_for
 
 
 def _disc(N):
@@ -96,6 +97,50 @@ def test_probe_bad_fmt_and_scale_raise():
     for bad in (0, -1.0, float("nan"), float("inf"), "0.7"):
         with pytest.raises(ValueError, match="probe_scale"):
             get_default_probe(32, "np", probe_scale=bad)
+
+
+def _modulus_asymmetry(p):
+    """Relative difference between |P(r)| and |P(-r)|, r measured from (N // 2, N // 2) (on an
+    even grid, index j maps to (-j) mod N)."""
+    a = np.abs(p)
+    flipped = np.roll(a[::-1, ::-1], 1, axis=(0, 1))
+    return float(np.linalg.norm(a - flipped) / np.linalg.norm(a))
+
+
+@pytest.mark.parametrize("N", [32, 64])
+def test_default_probe_modulus_is_centro_symmetric(N):
+    """Without coma |P(r)| = |P(-r)|: the twin object conj(O(-r)) * conj(P(-r)) / P(r) has the
+    object's modulus, so one pattern cannot tell it from the object (gridsize 1's ambiguity)."""
+    assert _modulus_asymmetry(get_default_probe(N, "np")) < 1e-5
+
+
+@pytest.mark.parametrize("N", [32, 64])
+def test_coma_makes_the_probe_asymmetric_and_keeps_it_centred(N):
+    p = get_default_probe(N, "np", coma=1.0)
+    assert _modulus_asymmetry(p) > 0.2
+    assert np.abs(p).max() == pytest.approx(1.0)
+    i = np.abs(p) ** 2
+    idx = np.arange(N)
+    centroid = ((i.sum(1) * idx).sum() / i.sum(), (i.sum(0) * idx).sum() / i.sum())
+    assert np.allclose(centroid, N // 2, atol=N / 16)
+    # the twin's modulus is no longer the object's: |conj(P(-r)) / P(r)| departs from 1
+    lit = np.abs(p) > 0.3
+    flipped = np.roll(p[::-1, ::-1], 1, axis=(0, 1))
+    assert np.abs(np.abs(flipped[lit]) / np.abs(p[lit]) - 1).max() > 0.3
+
+
+def test_probe_for_follows_the_model_config():
+    cfg = ModelConfig(N=32, probe_scale=0.6, probe_mask=False, probe_coma=0.8)
+    want = get_default_probe(32, "np", 0.6, mask=False, coma=0.8)
+    np.testing.assert_array_equal(probe_for(cfg), want)
+    assert not np.array_equal(probe_for(ModelConfig(N=32)), probe_for(cfg))
+
+
+def test_bad_coma_raises():
+    with pytest.raises(ValueError, match="coma"):
+        get_default_probe(32, "np", coma=float("nan"))
+    with pytest.raises(ConfigError, match="probe_coma"):
+        ModelConfig(probe_coma=float("inf"))
 
 
 def test_probe_tf_matches_np():
