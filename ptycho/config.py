@@ -96,11 +96,26 @@ def _check_choice(owner, name, value, choices):
         _fail(owner, name, value, f"must be one of {', '.join(map(repr, choices))}")
 
 
+def added_option(neutral: Any):
+    """A field added after results were recorded, whose value ``neutral`` reproduces what the
+    code computed before it existed (its default). At that value :meth:`_ConfigBase.identity_dict`
+    leaves it out, so run ids (``runner.plan``) stay what they were and a study recorded before
+    the option was added still resumes; any other value is part of the id."""
+    return dataclasses.field(default=neutral, metadata={"neutral": neutral})
+
+
 class _ConfigBase:
     """Shared dict round-trip for the config dataclasses."""
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def identity_dict(self) -> dict[str, Any]:
+        """:meth:`to_dict` without the :func:`added_option` fields at their neutral value:
+        what run ids hash. ``from_dict`` of it gives the same config."""
+        neutral = {f.name: f.metadata["neutral"] for f in fields(self) if "neutral" in f.metadata}
+        return {k: v for k, v in self.to_dict().items()
+                if not (k in neutral and v == neutral[k])}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]):
@@ -158,7 +173,7 @@ class ModelConfig(_ConfigBase):
     pad_object: bool = True
     probe_scale: float = 0.5
     probe_mask: bool = True
-    probe_coma: float = 0.0
+    probe_coma: float = added_option(0.0)
     probe_trainable: bool = False
     intensity_scale_trainable: bool = False
     amp_activation: str = "sigmoid"

@@ -9,7 +9,10 @@ Ids: an arm's id is the first 12 hex digits of the SHA-256 of the canonical JSON
 resolved configuration (task, N, gridsize, nphotons, loss, seed and the full model, simulation
 and per-arm training dicts); a unit's id is a readable slug plus 8 hex digits of the hash of the
 configuration its arms share, e.g. ``N64_g2_p1e+04_3f2a9c1b``. The same file always gives the
-same ids; changing any setting that reaches the task changes them.
+same ids; changing any setting that reaches the task changes them. An option added to a config
+after studies were run (``ptycho.config.added_option``) is left out at its neutral value, so
+adding an option does not orphan the results recorded before it
+(``ModelConfig.identity_dict``).
 
 Expansion is linear in the number of arms and shares every dict that units have in common
 (one model dict per ``(N, gridsize)``, one simulation and one training dict per sweep), so a
@@ -164,14 +167,14 @@ class Sweep:
         """Expand into units (grid order as given) with their arms (loss x seed); each is a
         :class:`Unit` with its attempt fields unset (see :meth:`Unit.for_attempt`)."""
         slot = _Template.slot
-        sim = SimulationConfig(**self.simulation).to_dict()
+        sim = SimulationConfig(**self.simulation).identity_dict()
         base = TrainingConfig(**self.training)
-        unit_training = base.to_dict()  # default seed and loss: shared by the unit's arms
-        arm_training = {loss: base.with_loss(loss).to_dict() for loss in self.loss}
+        unit_training = base.identity_dict()  # default seed and loss: shared by the unit's arms
+        arm_training = {loss: base.with_loss(loss).identity_dict() for loss in self.loss}
         units = []
         for n in self.N:
             for g in self.gridsize:
-                model = ModelConfig(**self.model, N=n, gridsize=g).to_dict()
+                model = ModelConfig(**self.model, N=n, gridsize=g).identity_dict()
                 shared = {"task": self.task, "N": n, "gridsize": g, "nphotons": slot("p"),
                           "model": model, "simulation": sim}
                 unit_tpl = _Template({**shared, "training": {**unit_training,

@@ -116,6 +116,27 @@ def test_ids_are_stable_and_follow_the_config(tmp_path):
         assert not set(new_units) & set(units), (section, key)
 
 
+def test_an_added_option_at_its_neutral_value_keeps_the_ids(tmp_path):
+    """An option added after a study was recorded (ptycho.config.added_option) must not orphan
+    it: at the value that reproduces the old computation it is left out of the ids; any other
+    value changes them."""
+    from ptycho.config import ModelConfig
+
+    base = sweep_dict(N=(16,), nphotons=(1e4,), training={"nepochs": 2})
+
+    def arm_ids(d):
+        return [a.arm_id for u in load_sweep(d).plan() for a in u.arms]
+
+    assert "probe_coma" not in ModelConfig().identity_dict()
+    assert ModelConfig.from_dict(ModelConfig().identity_dict()) == ModelConfig()
+    explicit = copy.deepcopy(base)
+    explicit.setdefault("model", {})["probe_coma"] = 0
+    assert arm_ids(explicit) == arm_ids(base)
+    explicit["model"]["probe_coma"] = 1.5
+    assert not set(arm_ids(explicit)) & set(arm_ids(base))
+    assert ModelConfig(probe_coma=1.5).identity_dict()["probe_coma"] == 1.5
+
+
 BAD = [
     # (mutation of sweep_dict(), substring that must appear in the error)
     (lambda d: d.update(extra={"x": 1}), "[extra] is an unknown section"),
