@@ -185,6 +185,24 @@ def test_reconstruction_figure_has_truth_scores_and_colour_bars(finished):
     assert not _legends(fig) and "sweep t" in fig.get_supxlabel()
 
 
+@pytest.mark.parametrize("width", [4.5, 6.4, 14.0])
+def test_captions_wrap_to_the_figure_width(width):
+    """A sweep with one dose draws a narrow reconstruction figure: its long caption must wrap,
+    not run off the right edge."""
+    import matplotlib.pyplot as plt
+
+    from runner.plots.common import _footnote
+
+    fig = plt.figure(figsize=(width, 3))
+    extra = "titles: " + "a long explanation of every score in the panel titles, " * 4
+    fig.supxlabel(_footnote(_table(seeds=(0,)), None, extra, fig, 8), fontsize=8, x=0.01,
+                  ha="left")
+    fig.canvas.draw()
+    caption = fig._supxlabel.get_window_extent()
+    assert caption.x0 >= 0 and caption.x1 <= fig.bbox.x1
+    plt.close(fig)
+
+
 def test_training_curves(tmp_path, finished, capsys):
     from runner.store import history_frame
 

@@ -5,6 +5,7 @@ columns, else ``sweep.toml``, else the defaults of ``ptycho.config``)."""
 from __future__ import annotations
 
 import logging
+import textwrap
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -69,7 +70,9 @@ def _default(config_name: str, key: str) -> str:
         return "?"
 
 
-def _footnote(df, sweep_toml: Path | None, extra: str = "") -> str:
+def _footnote(df, sweep_toml: Path | None, extra: str = "", fig=None, fontsize: float = 8) -> str:
+    """The settings line (and ``extra``), each wrapped to the width of ``fig`` (if given) at
+    ``fontsize`` points, so a narrow figure (one dose) does not cut its caption off."""
     s = _settings(df, sweep_toml)
     names = ", ".join(map(str, df["sweep"].dropna().unique()[:3])) if "sweep" in df else "?"
     seeds = sorted({int(v) for v in df["seed"].dropna()}) if "seed" in df else []
@@ -79,7 +82,11 @@ def _footnote(df, sweep_toml: Path | None, extra: str = "") -> str:
         s["reconstruct"], s["reconstruct"])
     text = (f"sweep {names}  |  {s['nepochs']} epochs, n_train {s['n_train']} groups, batch "
             f"{s['batch_size']}  |  {seeds_text}  |  scored on {scan}")
-    return text + (f"\n{extra}" if extra else "")
+    text = text + (f"\n{extra}" if extra else "")
+    if fig is None:
+        return text
+    chars = max(40, int(fig.get_figwidth() * 72 / (0.55 * fontsize)))  # ~average glyph width
+    return "\n".join(textwrap.fill(line, chars) for line in text.split("\n"))
 
 
 # -- axes and legend -------------------------------------------------------------------------

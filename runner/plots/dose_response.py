@@ -143,5 +143,5 @@ def dose_response_figure(df, sweep_toml: str | Path | None = None):
     points = (f"points: mean over {seeds} seeds, error bars: std over seeds" if seeds > 1
               else "points: one seed each (no error bars)")
     fig.suptitle(f"Reconstruction quality against dose: {_names(df)}")
-    fig.supxlabel(_footnote(df, sweep_toml, points), fontsize="small", x=0.01, ha="left")
+    fig.supxlabel(_footnote(df, sweep_toml, points, fig, 8.3), fontsize="small", x=0.01, ha="left")
     return fig

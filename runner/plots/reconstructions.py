@@ -136,6 +136,7 @@ def reconstructions_figure(out_dir: str | Path, max_rows: int = 12):
     fig.supxlabel(_footnote(df, paths.sweep_toml, "titles: dose (photons per pattern), SSIM "
                             "and PSNR of the amplitude divided by its mean / of the phase with "
                             "its best-fit plane removed, FRC50 resolution in pixels (lower is "
-                            "better); one colour scale per row and kind (1st-99th percentile)"),
+                            "better); one colour scale per row and kind (1st-99th percentile)",
+                            fig, 8),
                   fontsize=8, x=0.01, ha="left")
     return fig

@@ -93,6 +93,6 @@ def training_curves_figure(out_dir: str | Path):
     _legend(fig, handles, labels)
     fig.suptitle(f"Training curves: {_names(hist)}")
     fig.supxlabel(_footnote(hist, paths.sweep_toml, "one line per arm (every seed); losses "
-                            "of different types are not comparable"),
+                            "of different types are not comparable", fig, 8.3),
                   fontsize="small", x=0.01, ha="left")
     return fig
