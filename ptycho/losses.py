@@ -172,7 +172,8 @@ LOSSES: dict[str, DataLoss] = {loss.name: loss for loss in (
              "nll_weight * nll + mae_weight * mae, PtychoPINN's legacy loss weights"),
     DataLoss("nll_huber", "intensity", _poisson_huber, "robust Poisson deviance / 2 per count",
              "Poisson NLL with Huber's function of the deviance residuals: the likelihood "
-             "near the fit, linear in large residuals (learns at high dose like the MAE)"),
+             "near the fit, linear in large residuals (learns at high dose like the MAE, "
+             "keeps the NLL's lead at low dose: docs/quality.md, round 4)"),
     DataLoss("mae_nll", "intensity", _mae_then_nll,
              "Poisson deviance / 2 per count (the amplitude MAE in the first epochs)",
              "curriculum: the amplitude MAE for the first quarter of the epochs, blended into "
