@@ -13,7 +13,8 @@ from ptycho.config import ModelConfig, SimulationConfig, TrainingConfig
 from ptycho.simulation import simulate_unit
 
 
-@pytest.mark.parametrize("loss, nepochs, margin", [("nll", 100, 0.25), ("mae", 100, 0.25)])
+@pytest.mark.parametrize("loss, nepochs, margin", [("nll", 100, 0.25), ("mae", 100, 0.25),
+                                                  ("nll_huber", 100, 0.25)])
 def test_tiny_in_situ_reconstruction_beats_the_constant_image(loss, nepochs, margin):
     model_cfg = ModelConfig(N=16, gridsize=2, n_filters_scale=1)
     train, _ = simulate_unit(model_cfg, 1e9, SimulationConfig(object_size=64, n_train=64,
