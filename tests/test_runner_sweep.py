@@ -28,13 +28,14 @@ def test_example_sweep_files_are_valid():
     assert smoke.task == "experiments.dose_response:run_unit"
     assert smoke.N == (32, 64) and smoke.nphotons == (1e4, 1e9) and smoke.loss == ("nll", "mae")
     dose = load_sweep(REPO / "experiments" / "dose_response.toml", check_task=False)
-    assert (dose.name, dose.n_units, dose.n_arms) == ("dose_response", 24, 48)
+    assert (dose.name, dose.n_units, dose.n_arms) == ("dose_response", 24, 72)
+    assert dose.loss == ("nll", "mae", "nll_huber")
     assert dose.simulation["object_size"] == 392
     cpu = load_sweep(REPO / "experiments" / "dose_response_cpu.toml", check_task=False)
     assert (cpu.name, cpu.n_units, cpu.n_arms) == ("dose_response_cpu", 16, 32)
     assert cpu.simulation["reconstruct"] == "same"
     quality = load_sweep(REPO / "experiments" / "quality.toml", check_task=False)
-    assert (quality.name, quality.n_units, quality.n_arms) == ("quality", 2, 4)
+    assert (quality.name, quality.n_units, quality.n_arms) == ("quality", 2, 6)
 
 
 def test_expansion_and_unit_helpers(tmp_path):
