@@ -156,7 +156,8 @@ class ModelConfig(_ConfigBase):
         probe_mask: multiply the probe by the disc of radius N/4 (its support).
         probe_coma: coma of the probe's pupil, radians at its edge (``ptycho.probe``); 0 keeps
             ``|P|`` centro-symmetric, which leaves gridsize 1 unable to tell the object from its
-            twin; about 1 makes the probe asymmetric.
+            twin; 1.5 lifted N = 64 gridsize 1 from 0.23 to 0.33 amplitude SSIM
+            (docs/quality.md, round 4).
         probe_trainable: let the probe be learnt.
         intensity_scale_trainable: let the log intensity scale be learnt (default False: the
             dose fixes it, and a free scale trades off against the object amplitude).
