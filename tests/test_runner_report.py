@@ -191,12 +191,11 @@ def test_captions_wrap_to_the_figure_width(width):
     not run off the right edge."""
     import matplotlib.pyplot as plt
 
-    from runner.plots.common import _footnote
+    from runner.plots.common import _caption
 
     fig = plt.figure(figsize=(width, 3))
     extra = "titles: " + "a long explanation of every score in the panel titles, " * 4
-    fig.supxlabel(_footnote(_table(seeds=(0,)), None, extra, fig, 8), fontsize=8, x=0.01,
-                  ha="left")
+    _caption(fig, _table(seeds=(0,)), None, extra)
     fig.canvas.draw()
     caption = fig._supxlabel.get_window_extent()
     assert caption.x0 >= 0 and caption.x1 <= fig.bbox.x1

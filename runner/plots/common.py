@@ -70,9 +70,7 @@ def _default(config_name: str, key: str) -> str:
         return "?"
 
 
-def _footnote(df, sweep_toml: Path | None, extra: str = "", fig=None, fontsize: float = 8) -> str:
-    """The settings line (and ``extra``), each wrapped to the width of ``fig`` (if given) at
-    ``fontsize`` points, so a narrow figure (one dose) does not cut its caption off."""
+def _footnote(df, sweep_toml: Path | None, extra: str = "") -> str:
     s = _settings(df, sweep_toml)
     names = ", ".join(map(str, df["sweep"].dropna().unique()[:3])) if "sweep" in df else "?"
     seeds = sorted({int(v) for v in df["seed"].dropna()}) if "seed" in df else []
@@ -82,11 +80,20 @@ def _footnote(df, sweep_toml: Path | None, extra: str = "", fig=None, fontsize: 
         s["reconstruct"], s["reconstruct"])
     text = (f"sweep {names}  |  {s['nepochs']} epochs, n_train {s['n_train']} groups, batch "
             f"{s['batch_size']}  |  {seeds_text}  |  scored on {scan}")
-    text = text + (f"\n{extra}" if extra else "")
-    if fig is None:
-        return text
-    chars = max(40, int(fig.get_figwidth() * 72 / (0.55 * fontsize)))  # ~average glyph width
-    return "\n".join(textwrap.fill(line, chars) for line in text.split("\n"))
+    return text + (f"\n{extra}" if extra else "")
+
+
+#: Point size of every figure's caption.
+CAPTION_PT = 8
+
+
+def _caption(fig, df, sweep_toml: Path | None, extra: str = "") -> None:
+    """Put :func:`_footnote` under ``fig``, left-aligned, each line wrapped to the figure's
+    width (a narrow figure, one dose, must not cut its caption off)."""
+    chars = max(40, int(fig.get_figwidth() * 72 / (0.55 * CAPTION_PT)))  # ~average glyph width
+    text = "\n".join(textwrap.fill(line, chars)
+                     for line in _footnote(df, sweep_toml, extra).split("\n"))
+    fig.supxlabel(text, fontsize=CAPTION_PT, x=0.01, ha="left")
 
 
 # -- axes and legend -------------------------------------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .common import _figure, _footnote, _has, _legend, _log_y, _names, _numeric
+from .common import _caption, _figure, _has, _legend, _log_y, _names, _numeric
 
 __all__ = ["plot_dose_response", "dose_response_figure"]
 
@@ -143,5 +143,5 @@ def dose_response_figure(df, sweep_toml: str | Path | None = None):
     points = (f"points: mean over {seeds} seeds, error bars: std over seeds" if seeds > 1
               else "points: one seed each (no error bars)")
     fig.suptitle(f"Reconstruction quality against dose: {_names(df)}")
-    fig.supxlabel(_footnote(df, sweep_toml, points, fig, 8.3), fontsize="small", x=0.01, ha="left")
+    _caption(fig, df, sweep_toml, points)
     return fig

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..paths import OutputPaths
-from .common import _figure, _footnote, _names
+from .common import _caption, _figure, _names
 
 __all__ = ["plot_reconstructions", "reconstructions_figure"]
 
@@ -133,10 +133,8 @@ def reconstructions_figure(out_dir: str | Path, max_rows: int = 12):
                 cb.set_label(label, fontsize=7)
                 cb.ax.tick_params(labelsize=6)
     fig.suptitle(f"Reconstructions (lowest seed) beside the ground truth: {_names(df)}")
-    fig.supxlabel(_footnote(df, paths.sweep_toml, "titles: dose (photons per pattern), SSIM "
-                            "and PSNR of the amplitude divided by its mean / of the phase with "
-                            "its best-fit plane removed, FRC50 resolution in pixels (lower is "
-                            "better); one colour scale per row and kind (1st-99th percentile)",
-                            fig, 8),
-                  fontsize=8, x=0.01, ha="left")
+    _caption(fig, df, paths.sweep_toml, "titles: dose (photons per pattern), SSIM and PSNR of "
+             "the amplitude divided by its mean / of the phase with its best-fit plane removed, "
+             "FRC50 resolution in pixels (lower is better); one colour scale per row and kind "
+             "(1st-99th percentile)")
     return fig

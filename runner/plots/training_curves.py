@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..paths import OutputPaths
-from .common import _figure, _footnote, _has, _legend, _log_y, _names, _numeric
+from .common import _caption, _figure, _has, _legend, _log_y, _names, _numeric
 
 __all__ = ["load_history", "plot_training_curves", "training_curves_figure"]
 
@@ -92,7 +92,6 @@ def training_curves_figure(out_dir: str | Path):
         labels.append("validation loss\n(the test scan)")
     _legend(fig, handles, labels)
     fig.suptitle(f"Training curves: {_names(hist)}")
-    fig.supxlabel(_footnote(hist, paths.sweep_toml, "one line per arm (every seed); losses "
-                            "of different types are not comparable", fig, 8.3),
-                  fontsize="small", x=0.01, ha="left")
+    _caption(fig, hist, paths.sweep_toml, "one line per arm (every seed); losses of different "
+             "types are not comparable")
     return fig
