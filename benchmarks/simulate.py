@@ -24,7 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ptycho.objects import make_object  # noqa: E402
 from ptycho.probe import get_default_probe  # noqa: E402
-from ptycho.simulation import random_positions, simulate  # noqa: E402
+from ptycho.scan import random_positions  # noqa: E402
+from ptycho.simulation import simulate  # noqa: E402
 
 
 def _best(fn, repeats: int) -> float:

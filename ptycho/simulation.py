@@ -17,9 +17,8 @@ Glossary (shared with the rest of ``ptycho/``):
 * images ``(B, N, N, C)``; positions ``(B, 1, 2, C)`` (axis 2 = (row, col)); within a group the
   channels follow the ``gridsize x gridsize`` raster row-major.
 
-Scannable area: a patch plus ``buffer`` pixels stays inside an object of side ``S`` when every
-position coordinate lies in ``[N//2 + buffer, S - buffer - (N - N//2)]`` (this also keeps the
-extra pixel read by bilinear interpolation inside).
+Scan geometry (where the probe goes, and how positions are grouped) lives in
+:mod:`ptycho.scan`; its functions are re-exported here under their old names.
 """
 
 from __future__ import annotations
@@ -31,11 +30,19 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.fft
-from scipy.spatial import cKDTree
 
+from ._validate import as_positions, nonneg_float, positive_int
 from .config import ModelConfig, SimulationConfig
 from .objects import make_object
 from .probe import probe_for
+from .scan import (
+    grid_centres,
+    grid_positions,
+    group_neighbors,
+    group_positions,
+    random_positions,
+    scan_range,
+)
 
 __all__ = [
     "DiffractionData",
@@ -143,52 +150,11 @@ class DiffractionData:
         )
 
 
-# --------------------------------------------------------------------------------------------
-# Validation helpers
-# --------------------------------------------------------------------------------------------
-def _check_positive_int(name, value, lo=1):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < lo:
-        raise ValueError(f"{name} must be an integer >= {lo}; got {value!r}")
-    return int(value)
-
-
-def _check_nonneg_float(name, value, positive=False):
-    ok = (not isinstance(value, bool) and isinstance(value, (int, float, np.integer, np.floating))
-          and math.isfinite(value) and (value > 0 if positive else value >= 0))
-    if not ok:
-        raise ValueError(f"{name} must be a finite number {'> 0' if positive else '>= 0'}; "
-                         f"got {value!r}")
-    return float(value)
-
-
-def _as_positions(positions, name="positions") -> np.ndarray:
-    pos = np.asarray(positions, dtype=np.float64)
-    if pos.ndim < 1 or pos.shape[-1] != 2:
-        raise ValueError(f"{name} must have shape (..., 2) (row, col); got {pos.shape}")
-    if not np.all(np.isfinite(pos)):
-        raise ValueError(f"{name} must be finite")
-    return pos
-
-
 def _as_object(obj) -> np.ndarray:
     obj = np.asarray(obj)
     if obj.ndim != 2:
         raise ValueError(f"obj must be a 2-D (H, W) array; got shape {obj.shape}")
     return obj.astype(np.complex64, copy=False)
-
-
-def scan_range(object_size: int, N: int, buffer: float = 0.0) -> tuple[float, float]:
-    """Range ``(lo, hi)`` of a position coordinate whose patch plus ``buffer`` fits the object.
-
-    ``lo = N//2 + buffer``, ``hi = object_size - buffer - (N - N//2)`` (pixels). Raises
-    ValueError if ``hi < lo`` (the object is too small).
-    """
-    lo = N // 2 + buffer
-    hi = object_size - buffer - (N - N // 2)
-    if hi < lo:
-        raise ValueError(f"object of side {object_size} cannot hold a patch of N={N} with "
-                         f"buffer {buffer}: needs side >= {N + 2 * buffer}")
-    return float(lo), float(hi)
 
 
 # --------------------------------------------------------------------------------------------
@@ -238,9 +204,9 @@ def extract_patches(obj, positions, N: int) -> np.ndarray:
     Raises:
         ValueError: ``obj`` not 2-D, ``positions`` not ``(..., 2)`` or not finite, bad ``N``.
     """
-    N = _check_positive_int("N", N)
+    N = positive_int("N", N)
     obj = _as_object(obj)
-    pos = _as_positions(positions)
+    pos = as_positions(positions)
     lead = pos.shape[:-1]
     flat = pos.reshape(-1, 2)
     padded, pad = _pad_object(obj, N)
@@ -270,167 +236,6 @@ def diffract(exit_waves, workers: int = -1) -> np.ndarray:
     F = scipy.fft.fft2(psi, norm="ortho", workers=workers)
     amp = np.abs(F).astype(np.float32, copy=False)
     return np.fft.fftshift(amp, axes=(-2, -1))
-
-
-# --------------------------------------------------------------------------------------------
-# Scan positions and grouping
-# --------------------------------------------------------------------------------------------
-def random_positions(n: int, object_size: int, N: int, buffer: float,
-                     rng: np.random.Generator) -> np.ndarray:
-    """``n`` positions uniform over the scannable area of the object.
-
-    Each coordinate is uniform in :func:`scan_range` ``(object_size, N, buffer)``, so the patch
-    plus ``buffer`` pixels stays inside the object.
-
-    Args:
-        n: number of positions (>= 1).
-        object_size: object side in pixels.
-        N: patch side in pixels.
-        buffer: margin in pixels (>= 0) between the patch and the object edge.
-        rng: numpy Generator.
-
-    Returns:
-        ``(n, 2) float64`` positions ``(row, col)`` in object pixels.
-
-    Raises:
-        ValueError: bad arguments or an object too small for ``N + 2 * buffer``.
-    """
-    n = _check_positive_int("n", n)
-    object_size = _check_positive_int("object_size", object_size)
-    N = _check_positive_int("N", N)
-    buffer = _check_nonneg_float("buffer", buffer)
-    lo, hi = scan_range(object_size, N, buffer)
-    return rng.uniform(lo, hi, size=(n, 2))
-
-
-def grid_positions(object_size: int, N: int, step: float, buffer: float) -> np.ndarray:
-    """A raster of positions with spacing ``step`` centred in the scannable area.
-
-    Per axis: ``n = floor((hi - lo) / step) + 1`` coordinates ``lo + shift + k * step`` with
-    ``(lo, hi)`` from :func:`scan_range` and ``shift = floor((hi - lo - (n - 1) * step) / 2)``
-    (so integer ``step`` and ``buffer`` give integer positions).
-
-    Args:
-        object_size: object side in pixels.
-        N: patch side in pixels.
-        step: raster spacing in pixels (> 0).
-        buffer: margin in pixels (>= 0) between the patch and the object edge.
-
-    Returns:
-        ``(n * n, 2) float64`` positions ``(row, col)``, row-major (rows outer).
-
-    Raises:
-        ValueError: bad arguments or an object too small.
-    """
-    object_size = _check_positive_int("object_size", object_size)
-    N = _check_positive_int("N", N)
-    step = _check_nonneg_float("step", step, positive=True)
-    buffer = _check_nonneg_float("buffer", buffer)
-    lo, hi = scan_range(object_size, N, buffer)
-    n = int(math.floor((hi - lo) / step + 1e-9)) + 1
-    shift = math.floor((hi - lo - (n - 1) * step) / 2 + 1e-9)
-    axis = lo + shift + step * np.arange(n)
-    rr, cc = np.meshgrid(axis, axis, indexing="ij")
-    return np.stack([rr.ravel(), cc.ravel()], axis=1)
-
-
-def _raster_offsets(gridsize: int, offset: float) -> np.ndarray:
-    """``(C, 2)`` offsets ``(row, col)`` of a gridsize x gridsize raster centred on 0."""
-    a = (np.arange(gridsize) - (gridsize - 1) / 2) * offset
-    rr, cc = np.meshgrid(a, a, indexing="ij")
-    return np.stack([rr.ravel(), cc.ravel()], axis=1)
-
-
-def group_positions(centres, gridsize: int, offset: float, jitter: float = 0.0,
-                    rng: np.random.Generator | None = None) -> np.ndarray:
-    """Groups of ``C = gridsize**2`` positions on a raster around each centre.
-
-    Channel ``k = a * gridsize + b`` (row-major) sits at
-    ``centre + ((a - (gridsize-1)/2) * offset, (b - (gridsize-1)/2) * offset)`` plus independent
-    Gaussian jitter of standard deviation ``jitter`` pixels per coordinate. For ``gridsize = 1``
-    that is the centre (+ jitter).
-
-    Args:
-        centres: ``(B, 2)`` group centres ``(row, col)`` in object pixels.
-        gridsize: 1 to 3 (any integer >= 1 works).
-        offset: raster spacing in pixels (>= 0).
-        jitter: standard deviation of the jitter in pixels (>= 0).
-        rng: numpy Generator; required when ``jitter > 0`` (not used otherwise).
-
-    Returns:
-        ``(B, C, 2) float64`` positions.
-
-    Raises:
-        ValueError: bad shapes or arguments, or ``jitter > 0`` without ``rng``.
-    """
-    c = _as_positions(centres, "centres")
-    if c.ndim != 2:
-        raise ValueError(f"centres must have shape (B, 2); got {c.shape}")
-    gridsize = _check_positive_int("gridsize", gridsize)
-    offset = _check_nonneg_float("offset", offset)
-    jitter = _check_nonneg_float("jitter", jitter)
-    pos = c[:, None, :] + _raster_offsets(gridsize, offset)[None]
-    if jitter > 0:
-        if rng is None:
-            raise ValueError("rng is required when jitter > 0")
-        pos = pos + rng.normal(0.0, jitter, size=pos.shape)
-    return pos
-
-
-def group_neighbors(positions, gridsize: int, n_groups: int, rng: np.random.Generator,
-                    k: int | None = None) -> np.ndarray:
-    """PtychoPINN-style grouping of a (random) scan into groups of true spatial neighbours.
-
-    For each group a seed position is drawn uniformly (with replacement across groups); its
-    ``k`` nearest positions (``scipy.spatial.cKDTree``; the seed itself, at distance 0, first)
-    are found and the group is the seed plus ``C - 1`` of the other ``k - 1`` drawn without
-    replacement. The C members are then put in best-effort raster order: sorted by row, split
-    into ``gridsize`` rows of ``gridsize``, each sorted by column.
-
-    Args:
-        positions: ``(P, 2)`` scan positions ``(row, col)``.
-        gridsize: ``C = gridsize**2`` members per group.
-        n_groups: number of groups (>= 1).
-        rng: numpy Generator.
-        k: neighbourhood size, ``C <= k <= P``; default ``min(P, C + 3)`` (7 for gridsize 2,
-            PtychoPINN's K) and 1 for gridsize 1.
-
-    Returns:
-        ``(n_groups, C) int64`` indices into ``positions``; every member is within the distance
-        of the seed's ``k``-th nearest neighbour from the seed.
-
-    Raises:
-        ValueError: bad shapes, fewer than C positions, or ``k`` out of range.
-    """
-    pos = _as_positions(positions)
-    if pos.ndim != 2:
-        raise ValueError(f"positions must have shape (P, 2); got {pos.shape}")
-    gridsize = _check_positive_int("gridsize", gridsize)
-    n_groups = _check_positive_int("n_groups", n_groups)
-    C = gridsize**2
-    P = len(pos)
-    if P < C:
-        raise ValueError(f"need at least C={C} positions for gridsize {gridsize}; got {P}")
-    if k is None:
-        k = 1 if C == 1 else min(P, C + 3)
-    k = _check_positive_int("k", k)
-    if not C <= k <= P:
-        raise ValueError(f"k must satisfy C={C} <= k <= P={P}; got {k}")
-    seeds = rng.integers(0, P, size=n_groups)
-    if C == 1:
-        return seeds[:, None].astype(np.int64)
-    _, nn = cKDTree(pos).query(pos[seeds], k=k)
-    nn = np.asarray(nn, dtype=np.int64).reshape(n_groups, k)
-    # Column 0 is the seed (or an exact duplicate of its position). Draw C-1 of the others.
-    pick = np.argsort(rng.random((n_groups, k - 1)), axis=1)[:, : C - 1] + 1
-    members = np.concatenate([nn[:, :1], np.take_along_axis(nn, pick, axis=1)], axis=1)
-    # Best-effort raster order: by row, then by column within each raster row.
-    mp = pos[members]
-    order = np.argsort(mp[..., 0], axis=1, kind="stable")
-    members = np.take_along_axis(members, order, axis=1).reshape(n_groups, gridsize, gridsize)
-    cols = pos[members][..., 1]
-    members = np.take_along_axis(members, np.argsort(cols, axis=2, kind="stable"), axis=2)
-    return members.reshape(n_groups, C)
 
 
 # --------------------------------------------------------------------------------------------
@@ -545,16 +350,16 @@ def simulate(obj, probe, positions, nphotons: float, rng: np.random.Generator,
     if probe.ndim != 2 or probe.shape[0] != probe.shape[1]:
         raise ValueError(f"probe must be square (N, N); got shape {probe.shape}")
     probe = probe.astype(np.complex64, copy=False)
-    pos = _as_positions(positions)
+    pos = as_positions(positions)
     if pos.ndim != 3:
         raise ValueError(f"positions must have shape (B, C, 2); got {pos.shape}")
     B, C, _ = pos.shape
     if B < 1 or C < 1 or math.isqrt(C) ** 2 != C:
         raise ValueError(f"positions must be (B, C, 2) with B >= 1 and C a perfect square; "
                          f"got {pos.shape}")
-    nphotons = _check_nonneg_float("nphotons", nphotons, positive=True)
+    nphotons = nonneg_float("nphotons", nphotons, positive=True)
     if intensity_scale is not None:
-        intensity_scale = _check_nonneg_float("intensity_scale", intensity_scale, positive=True)
+        intensity_scale = nonneg_float("intensity_scale", intensity_scale, positive=True)
     if not isinstance(rng, np.random.Generator):
         raise ValueError(f"rng must be a numpy.random.Generator; got {type(rng).__name__}")
     if workers is None:  # the cores this process may use (its affinity, where there is one)
@@ -577,29 +382,6 @@ def simulate(obj, probe, positions, nphotons: float, rng: np.random.Generator,
         nphotons=nphotons,
     )
 
-
-def _grid_axis(lo: float, hi: float, side: int, max_step: int | None = None) -> np.ndarray:
-    """``side`` coordinates with an integer step (>= 1, <= ``max_step``) spanning ``[lo, hi]``
-    as far as it can, centred; fewer if ``hi - lo < side - 1``."""
-    span = hi - lo
-    side = max(1, min(side, int(math.floor(span)) + 1))
-    if side == 1:
-        return np.array([lo + math.floor(span / 2)])
-    step = max(1, int(math.floor(span / (side - 1))))
-    if max_step is not None:
-        step = max(1, min(step, int(max_step)))
-    shift = math.floor((span - step * (side - 1)) / 2)
-    return lo + shift + step * np.arange(side)
-
-
-def _grid_centres(object_size: int, N: int, buffer: float, n: int) -> np.ndarray:
-    """About ``n`` group centres on a square grid: ``floor(sqrt(n))`` per axis, with a step of
-    at most ``N // 4`` pixels so the central ``N/2`` windows overlap (2x) and tile a
-    contiguous region without holes."""
-    lo, hi = scan_range(object_size, N, buffer)
-    axis = _grid_axis(lo, hi, max(1, math.isqrt(n)), max_step=max(1, N // 4))
-    rr, cc = np.meshgrid(axis, axis, indexing="ij")
-    return np.stack([rr.ravel(), cc.ravel()], axis=1)
 
 
 def simulate_unit(model_cfg: ModelConfig, nphotons: float, sim_cfg: SimulationConfig,
@@ -641,7 +423,7 @@ def simulate_unit(model_cfg: ModelConfig, nphotons: float, sim_cfg: SimulationCo
     """
     sim_cfg.check_compatible(model_cfg)
     N, g, offset = model_cfg.N, model_cfg.gridsize, model_cfg.offset
-    nphotons = _check_nonneg_float("nphotons", nphotons, positive=True)
+    nphotons = nonneg_float("nphotons", nphotons, positive=True)
     if probe is None:
         probe = probe_for(model_cfg)
     probe = np.asarray(probe)
@@ -670,13 +452,13 @@ def simulate_unit(model_cfg: ModelConfig, nphotons: float, sim_cfg: SimulationCo
         centres = random_positions(sim_cfg.n_train, size, N, group_buf, scan_rng)
         train_pos = groups(centres, scan_rng)
     else:
-        train_pos = groups(_grid_centres(size, N, group_buf, sim_cfg.n_train), scan_seq)
+        train_pos = groups(grid_centres(size, N, group_buf, sim_cfg.n_train), scan_seq)
     train = simulate(train_obj, probe, train_pos, nphotons, np.random.default_rng(train_noise_seq),
                      workers=workers)
 
     # Test: a different object on a regular grid, same instrument scale.
     test_obj = make_object(sim_cfg.object_kind, size, test_seed, sim_cfg.max_phase)
-    test_pos = groups(_grid_centres(size, N, group_buf, sim_cfg.n_test), test_jitter_seq)
+    test_pos = groups(grid_centres(size, N, group_buf, sim_cfg.n_test), test_jitter_seq)
     test = simulate(test_obj, probe, test_pos, nphotons, np.random.default_rng(test_noise_seq),
                     intensity_scale=train.intensity_scale, workers=workers)
     return train, test

@@ -9,15 +9,17 @@ from scipy.spatial import cKDTree
 from ptycho.config import ConfigError, ModelConfig, SimulationConfig
 from ptycho.objects import make_object
 from ptycho.probe import get_default_probe
-from ptycho.simulation import (
-    DiffractionData,
-    diffract,
-    extract_patches,
+from ptycho.scan import (
     grid_positions,
     group_neighbors,
     group_positions,
     random_positions,
     scan_range,
+)
+from ptycho.simulation import (
+    DiffractionData,
+    diffract,
+    extract_patches,
     simulate,
     simulate_unit,
 )
@@ -391,3 +393,15 @@ def test_default_training_scan_is_a_grid_a_quarter_patch_apart(N):
     rows = np.unique(np.round(centres[:, 0], 6))
     assert len(centres) == sim.n_train == 64 and len(rows) == 8
     assert np.allclose(np.diff(rows), N // 4)
+
+
+def test_scan_functions_keep_their_old_home():
+    """The scan geometry moved to ptycho.scan; ptycho.simulation still exports it (legacy API)."""
+    import ptycho.scan
+    import ptycho.simulation
+
+    for name in ptycho.scan.__all__:
+        if name in ptycho.simulation.__all__:
+            assert getattr(ptycho.simulation, name) is getattr(ptycho.scan, name)
+    assert {"random_positions", "grid_positions", "group_positions", "group_neighbors",
+            "scan_range"} <= set(ptycho.simulation.__all__)
