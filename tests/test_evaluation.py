@@ -1,4 +1,5 @@
-"""Tests of ptycho.evaluation: stitching, covered region, global phase, FRC and metrics."""
+"""Tests of ptycho.stitching (stitching, covered region) and ptycho.evaluation (global phase,
+FRC, metrics)."""
 
 from __future__ import annotations
 
@@ -12,15 +13,14 @@ from scipy.ndimage import gaussian_filter
 from ptycho.evaluation import (
     METRIC_KEYS,
     PSNR_CAP_DB,
-    covered_region,
     evaluate,
     evaluate_reconstruction,
     frc,
     frc50,
     image_metrics,
     remove_global_phase,
-    stitch_patches,
 )
+from ptycho.stitching import covered_region, stitch_patches
 
 
 # --------------------------------------------------------------------------------------------
@@ -408,7 +408,7 @@ def test_evaluate_reconstruction_raises_when_nothing_is_covered():
 def test_default_reconstruction_crop_ignores_the_unilluminated_corners():
     """The model's patch corners outside the probe disc are unconstrained by the data; the
     default stitching window (N//4) must not let them into the score."""
-    from ptycho.evaluation import evaluate_reconstruction, illuminated_crop
+    from ptycho.stitching import illuminated_crop
 
     rng = np.random.default_rng(3)
     N, H = 16, 48
@@ -426,3 +426,13 @@ def test_default_reconstruction_crop_ignores_the_unilluminated_corners():
     assert metrics["amp_mae"] < 1e-6 and metrics["amp_ssim"] > 0.999
     worse, _, _ = evaluate_reconstruction(garbage, centres, obj, crop=N // 2)
     assert worse["amp_mae"] > 0.1
+
+
+def test_stitching_keeps_its_old_home():
+    """Stitching moved to ptycho.stitching; ptycho.evaluation still exports it (legacy API)."""
+    import ptycho.evaluation
+    import ptycho.stitching
+
+    for name in ptycho.stitching.__all__:
+        assert getattr(ptycho.evaluation, name) is getattr(ptycho.stitching, name)
+        assert name in ptycho.evaluation.__all__
