@@ -164,6 +164,18 @@ def test_dose_response_figure_explains_itself(tmp_path):
     assert not any("failed" in t.get_text() for t in _legends(fig)[0].get_texts())
 
 
+def test_a_baseline_at_one_dose_is_still_drawn():
+    """A configuration with a single dose (e.g. a partial study) still shows its baseline."""
+    df = _table(seeds=(0,))
+    df = df[(df["N"] == 16) | (df["nphotons"] == 1e8)]  # N=32 has one dose left
+    ssim = dose_response_figure(df).axes[0]
+    baselines = [line for line in ssim.get_lines() if line.get_linestyle() == "--"]
+    assert len(baselines) == 2
+    single = [line for line in baselines if len(line.get_xdata()) == 1]
+    assert len(single) == 1 and single[0].get_marker() == "_"
+    assert list(single[0].get_ydata()) == [0.26]
+
+
 def test_footnote_falls_back_to_the_sweep_file(tmp_path):
     df = _table(seeds=(3,)).drop(columns=["nepochs", "n_train"])
     toml = tmp_path / "sweep.toml"

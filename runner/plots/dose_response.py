@@ -118,8 +118,10 @@ def dose_response_figure(df, sweep_toml: str | Path | None = None):
             ok = _numeric(df[df["status"] == "ok"], [base])
             for (n, g), grp in ok.groupby(["N", "gridsize"]):
                 b = grp.groupby("nphotons")[base].mean().sort_index()
+                # one dose: a line of one point draws nothing, so mark it with a dash
                 ax.plot(b.index, b.values, color=colours[(int(n), int(g))],
-                        linestyle=_BASELINE_STYLE, linewidth=1.2, alpha=0.7)
+                        linestyle=_BASELINE_STYLE, linewidth=1.2, alpha=0.7,
+                        marker="_" if len(b) == 1 else "", markersize=16, markeredgewidth=1.5)
     for ax in axes[2, n_loss_panels:]:
         ax.set_visible(False)
     handles = [Line2D([], [], color=colours[c], linewidth=3) for c in configs]
