@@ -197,6 +197,23 @@ def test_reconstruction_figure_has_truth_scores_and_colour_bars(finished):
     assert not _legends(fig) and "sweep t" in fig.get_supxlabel()
 
 
+def test_reconstruction_figure_marks_arms_not_run(finished, tmp_path):
+    """A partial sweep: the missing arm's cells say "not run" and carry no score line."""
+    out = tmp_path / "partial"
+    shutil.copytree(finished, out)
+    df = runner.load_results(out)
+    gone = df[(df["N"] == 16) & (df["loss"] == "nll") & (df["nphotons"] == 1e6)]
+    for arm_id in gone["arm_id"]:
+        OutputPaths(out).record(arm_id).unlink()
+    fig = reconstructions_figure(out)
+    texts = [t.get_text() for ax in fig.axes for t in ax.texts]
+    assert texts.count("not run") == 2  # its amplitude and phase cells
+    titles = [ax.get_title() for ax in fig.axes]
+    # only the missing arm's cells are bare; the others at that dose carry their scores
+    assert titles.count("amplitude, 1e+06 ph") == 1 and titles.count("phase, 1e+06 ph") == 1
+    assert sum(t.startswith("amplitude, 1e+06 ph\nSSIM") for t in titles) == 3
+
+
 @pytest.mark.parametrize("width", [4.5, 6.4, 14.0])
 def test_captions_wrap_to_the_figure_width(width):
     """A sweep with one dose draws a narrow reconstruction figure: its long caption must wrap,

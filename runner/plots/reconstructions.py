@@ -63,7 +63,7 @@ def plot_reconstructions(out_dir: str | Path, path: str | Path | None = None,
     if fig is None:
         return None
     path = Path(path) if path is not None else OutputPaths(out_dir).reconstructions_png
-    fig.savefig(path, dpi=80)
+    fig.savefig(path, dpi=80, bbox_inches="tight", pad_inches=0.1)  # keep the row labels
     return path
 
 
@@ -99,9 +99,11 @@ def reconstructions_figure(out_dir: str | Path, max_rows: int = 12):
             data = found.get(r.get("arm_id"), {})
             for kind, name, prefix in (("amp", "amplitude", "amp_norm"),
                                        ("phase", "phase", "phase_plane")):
-                title = (f"{name}, {p:.0e} ph\nSSIM {_fmt(r, prefix + '_ssim', '.2f')}, "
-                         f"{_fmt(r, prefix + '_psnr', '.1f')} dB\n"
-                         f"FRC50 {_fmt(r, kind + '_frc50_px', '.1f')} px")
+                title = f"{name}, {p:.0e} ph"
+                if r.get("status") == "ok":  # no score line of "?" for what has none
+                    title += (f"\nSSIM {_fmt(r, prefix + '_ssim', '.2f')}, "
+                              f"{_fmt(r, prefix + '_psnr', '.1f')} dB\n"
+                              f"FRC50 {_fmt(r, kind + '_frc50_px', '.1f')} px")
                 status = r.get("status") if r and r.get("status") != "ok" else None
                 cells.append((kind, title, data.get(name), status or ("no artifact" if r else
                                                                       "not run")))
@@ -126,7 +128,9 @@ def reconstructions_figure(out_dir: str | Path, max_rows: int = 12):
                               f"\nSSIM {_fmt(base, 'amp_norm_ssim_baseline', '.2f')} amp, "
                               f"{_fmt(base, 'phase_plane_ssim_baseline', '.2f')} phase",
                               fontsize=7)
-        for kind, label in (("amp", "amplitude"), ("phase", "phase (rad)")):
+        # constrained layout puts a later colour bar nearer the axes: phase first, so that
+        # the bars read amplitude, phase from left to right like the columns
+        for kind, label in (("phase", "phase (rad)"), ("amp", "amplitude")):
             if kind in images:
                 cb = fig.colorbar(images[kind], ax=axes[i, :], location="right", aspect=12,
                                   pad=0.005, fraction=0.02)
