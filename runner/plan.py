@@ -8,11 +8,11 @@ unit is spelled once.
 Ids: an arm's id is the first 12 hex digits of the SHA-256 of the canonical JSON of its fully
 resolved configuration (task, N, gridsize, nphotons, loss, seed and the full model, simulation
 and per-arm training dicts); a unit's id is a readable slug plus 8 hex digits of the hash of the
-configuration its arms share, e.g. ``N64_g2_p1e+04_3f2a9c1b``. The same file always gives the
-same ids; changing any setting that reaches the task changes them. An option added to a config
-after studies were run (``ptycho.config.added_option``) is left out at its neutral value, so
-adding an option does not orphan the results recorded before it
-(``ModelConfig.identity_dict``).
+configuration its arms share, without the fields each arm sets itself (loss, seed), e.g.
+``N64_g2_p1e+04_3f2a9c1b``. The same file always gives the same ids; changing any setting that
+reaches the task changes them. An option added to a config after studies were run
+(``ptycho.config.added_option``) is left out at its neutral value, so adding an option does
+not orphan the results recorded before it (``ModelConfig.identity_dict``).
 
 Expansion is linear in the number of arms and shares every dict that units have in common
 (one model dict per ``(N, gridsize)``, one simulation and one training dict per sweep), so a
@@ -170,6 +170,10 @@ class Sweep:
         sim = SimulationConfig(**self.simulation).identity_dict()
         base = TrainingConfig(**self.training)
         unit_training = base.identity_dict()  # default seed and loss: shared by the unit's arms
+        # The unit's id hashes what its arms share, not the defaults of what each arm sets
+        # itself (loss, its weights, seed): changing a default loss keeps the units' ids.
+        arm_set = {k for k, where in SET_ELSEWHERE["training"].items() if where.startswith("arms.")}
+        unit_key = {k: v for k, v in unit_training.items() if k not in arm_set}
         arm_training = {loss: base.with_loss(loss).identity_dict() for loss in self.loss}
         units = []
         for n in self.N:
@@ -177,8 +181,7 @@ class Sweep:
                 model = ModelConfig(**self.model, N=n, gridsize=g).identity_dict()
                 shared = {"task": self.task, "N": n, "gridsize": g, "nphotons": slot("p"),
                           "model": model, "simulation": sim}
-                unit_tpl = _Template({**shared, "training": {**unit_training,
-                                                             "nphotons": slot("p")}})
+                unit_tpl = _Template({**shared, "training": {**unit_key, "nphotons": slot("p")}})
                 arm_tpls = [(loss, seed, _Template({
                     **shared, "loss": loss, "seed": seed,
                     "training": {**arm_training[loss], "nphotons": slot("p"), "seed": seed}}))

@@ -26,7 +26,8 @@ def test_example_sweep_files_are_valid():
     smoke = load_sweep(REPO / "experiments" / "smoke.toml", check_task=False)
     assert (smoke.name, smoke.n_units, smoke.n_arms) == ("smoke", 8, 16)
     assert smoke.task == "experiments.dose_response:run_unit"
-    assert smoke.N == (32, 64) and smoke.nphotons == (1e4, 1e9) and smoke.loss == ("nll", "mae")
+    assert smoke.N == (32, 64) and smoke.nphotons == (1e4, 1e9)
+    assert smoke.loss == ("nll_huber", "mae")
     dose = load_sweep(REPO / "experiments" / "dose_response.toml", check_task=False)
     assert (dose.name, dose.n_units, dose.n_arms) == ("dose_response", 24, 72)
     assert dose.loss == ("nll", "mae", "nll_huber")
@@ -136,6 +137,33 @@ def test_an_added_option_at_its_neutral_value_keeps_the_ids(tmp_path):
     explicit["model"]["probe_coma"] = 1.5
     assert not set(arm_ids(explicit)) & set(arm_ids(base))
     assert ModelConfig(probe_coma=1.5).identity_dict()["probe_coma"] == 1.5
+
+
+def test_changing_the_default_loss_or_seed_keeps_the_ids(monkeypatch):
+    """Arms set their loss and seed themselves, so the defaults of those fields (the default
+    loss changed from nll to nll_huber in round 5) must not change any unit's or arm's id:
+    recorded studies keep resuming in their own unit directories."""
+    import dataclasses
+
+    import runner.plan
+    from ptycho.config import TrainingConfig
+
+    base = sweep_dict(N=(16,), nphotons=(1e4, 1e9), training={"nepochs": 2})
+
+    def ids():
+        plan = load_sweep(base).plan()
+        return [u.unit_id for u in plan], [a.arm_id for u in plan for a in u.arms]
+
+    before = ids()
+
+    @dataclasses.dataclass(frozen=True)
+    class OtherDefaults(TrainingConfig):
+        loss: str = "mae"
+        seed: int = 7
+
+    monkeypatch.setattr(runner.plan, "TrainingConfig", OtherDefaults)
+    assert OtherDefaults().loss == "mae"
+    assert ids() == before
 
 
 BAD = [
