@@ -133,7 +133,8 @@ def training_config_from_cfg(source: dict[str, Any] | None = None, **overrides) 
     values = _from_legacy(cfg if source is None else source, TRAINING_KEYS)
     for name in ("nphotons", "nll_weight", "mae_weight", "realspace_weight", "learning_rate"):
         values[name] = float(values[name])
-    # PtychoPINN has weights, not loss names: a pure weight picks that loss, a mix "weighted".
+    # PtychoPINN has weights, not loss names: a pure weight picks that loss (its plain Poisson
+    # NLL, not the dataclass default "nll_huber"), a mix "weighted".
     nll, mae = values["nll_weight"], values["mae_weight"]
     values["loss"] = "nll" if not mae else "mae" if not nll else "weighted"
     values.update(overrides)

@@ -318,7 +318,7 @@ def _validate(raw: Any, source: str, check_task_ref: bool = True,
     arms = sec["arms"]
     _check_section_keys(P, "arms", arms, _ARM_KEYS)
     allowed_losses = ", ".join(map(repr, LOSS_PRESETS))
-    losses = _check_list(P, "arms.loss", arms.get("loss", ["nll"]),
+    losses = _check_list(P, "arms.loss", arms.get("loss", [TrainingConfig.loss]),
                          lambda v: isinstance(v, str), f"loss names ({allowed_losses})")
     for loss in list(losses):
         if loss not in LOSS_PRESETS:

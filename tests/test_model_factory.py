@@ -193,9 +193,13 @@ def test_model_config_is_attached_and_sizes_are_explicit():
 
 
 def test_legacy_params_view_round_trips_the_config_dataclasses():
-    """params.cfg defaults are the dataclass defaults, and one key table maps both ways."""
+    """params.cfg defaults are the dataclass defaults, and one key table maps both ways. The
+    one exception is the loss: PtychoPINN names none, only weights, and its pure NLL weight
+    means its plain Poisson NLL, while the dataclass default is the robust "nll_huber"."""
     assert params.model_config_from_cfg(params._defaults()) == ModelConfig()
-    assert params.training_config_from_cfg(params._defaults()) == TrainingConfig()
+    legacy_training = params.training_config_from_cfg(params._defaults())
+    assert TrainingConfig().loss == "nll_huber" and legacy_training.loss == "nll"
+    assert legacy_training == TrainingConfig().replace(loss="nll")
     custom = ModelConfig(N=32, gridsize=3, offset=5, probe_scale=1.1, use_xla=True)
     legacy = {**params._defaults(), **params.legacy_values(custom, params.MODEL_KEYS)}
     assert params.model_config_from_cfg(legacy) == custom
