@@ -224,9 +224,8 @@ class TrainingConfig(_ConfigBase):
         loss: the data loss, a name of the registry :data:`ptycho.losses.LOSSES`. Default
             ``"nll_huber"``, the Poisson negative log-likelihood made robust to large
             residuals: it scored at least the plain ``"nll"`` at every N, gridsize and dose
-            measured (N = 32 at 160 epochs: 0.56-0.92 amplitude SSIM against 0.49-0.88; N = 64
-            gridsize 2 at 400 epochs: 0.40-0.76 against 0.36-0.41; docs/quality.md, rounds 4
-            and 5). ``"mae"`` is the amplitude MAE, ``"weighted"`` the legacy mix below.
+            measured (the figures: docs/quality.md, round 5). ``"mae"`` is the amplitude MAE,
+            ``"weighted"`` the legacy mix below.
         nll_weight, mae_weight: PtychoPINN's loss weights (>= 0, not both zero); only the
             ``"weighted"`` loss reads them. :meth:`with_loss` keeps them in step with ``loss``
             for the legacy ``params.cfg`` view.
