@@ -1,11 +1,10 @@
-"""Simulated ptychographic diffraction data (numpy + scipy only; no TensorFlow).
+"""Simulated ptychographic diffraction data sets (numpy + scipy only; no TensorFlow).
 
-Forward model (PtychoPINN conventions, see DESIGN.md section 3): for an object ``obj`` and a
-probe ``P``, the exit wave at scan position ``p`` is ``psi = P * patch(obj, p)`` and its far-field
-pattern is ``F = fftshift(fft2(psi, norm='ortho'))`` (DC at pixel ``(N // 2, N // 2)``). With one
-global scale ``s`` per data set the expected counts are ``lam = s**2 |F|**2``, measured counts are
-``Poisson(lam)`` and the stored data are amplitudes ``X = sqrt(counts)``. ``s`` is chosen so that
-the mean over all patterns of the total expected counts equals ``nphotons``.
+The forward model (PtychoPINN conventions, see DESIGN.md section 3) is :mod:`ptycho.diffsim`:
+exit wave ``psi = P * patch(obj, p)``, far field ``F``, expected counts ``lam = s**2 |F|**2``.
+Here a data set gets one global scale ``s``, chosen so that the mean over all patterns of the
+total expected counts equals ``nphotons``; measured counts are ``Poisson(lam)`` and the stored
+data are amplitudes ``X = sqrt(counts)``.
 
 Glossary (shared with the rest of ``ptycho/``):
 
@@ -18,21 +17,21 @@ Glossary (shared with the rest of ``ptycho/``):
   channels follow the ``gridsize x gridsize`` raster row-major.
 
 Scan geometry (where the probe goes, and how positions are grouped) lives in
-:mod:`ptycho.scan`; its functions are re-exported here under their old names.
+:mod:`ptycho.scan`, the forward operators in :mod:`ptycho.diffsim`; their public functions are
+re-exported here under their old names.
 """
 
 from __future__ import annotations
 
 import math
 import os
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.fft
 
-from ._validate import as_positions, nonneg_float, positive_int
+from ._validate import as_positions, nonneg_float
 from .config import ModelConfig, SimulationConfig
+from .diffsim import as_object, diffract, extract_patches, simulate_counts
 from .objects import make_object
 from .probe import probe_for
 from .scan import (
@@ -57,9 +56,6 @@ __all__ = [
     "scan_range",
 ]
 
-#: Target number of pixels per processing chunk (about 1 MB of float32): fixes the chunking, and
-#: with it the random streams, independently of the number of worker threads.
-_CHUNK_PIXELS = 1 << 18
 #: Salt mixed into the seed for the test object and the random streams of :func:`simulate_unit`.
 _TEST_SALT = 0x7E57
 
@@ -150,164 +146,6 @@ class DiffractionData:
         )
 
 
-def _as_object(obj) -> np.ndarray:
-    obj = np.asarray(obj)
-    if obj.ndim != 2:
-        raise ValueError(f"obj must be a 2-D (H, W) array; got shape {obj.shape}")
-    return obj.astype(np.complex64, copy=False)
-
-
-# --------------------------------------------------------------------------------------------
-# Forward operators
-# --------------------------------------------------------------------------------------------
-def _pad_object(obj: np.ndarray, N: int) -> tuple[np.ndarray, int]:
-    pad = N + 1
-    return np.pad(obj, pad), pad
-
-
-def _extract_padded(padded: np.ndarray, pad: int, pos: np.ndarray, N: int) -> np.ndarray:
-    """Bilinear patches ``(P, N, N) complex64`` from a zero-padded object (see extract_patches)."""
-    H, W = padded.shape
-    fl = np.floor(pos)
-    frac = (pos - fl).astype(np.float32)
-    # Window start (top-left of the (N+1)x(N+1) window) in padded coordinates, clamped: a window
-    # clamped to the border lies entirely in the zero padding, which is what it should read.
-    r0 = np.clip(fl[:, 0].astype(np.int64) - N // 2 + pad, 0, H - N - 1)
-    c0 = np.clip(fl[:, 1].astype(np.int64) - N // 2 + pad, 0, W - N - 1)
-    win = np.lib.stride_tricks.sliding_window_view(padded, (N + 1, N + 1))[r0, c0]
-    # Interpolate on the float32 (re, im) view: real weights times interleaved floats is half
-    # the arithmetic of complex products. Column j of the complex window is floats 2j, 2j+1.
-    w = win.view(np.float32)  # (P, N+1, 2N+2)
-    fr = frac[:, 0, None, None]
-    fc = frac[:, 1, None, None]
-    rows = w[:, :N, :] * (1 - fr)  # (P, N, 2N+2)
-    rows += w[:, 1:, :] * fr
-    out = rows[:, :, : 2 * N] * (1 - fc)  # (P, N, 2N)
-    out += rows[:, :, 2:] * fc
-    return out.view(np.complex64)
-
-
-def extract_patches(obj, positions, N: int) -> np.ndarray:
-    """Patches of ``obj`` at ``positions`` by bilinear interpolation (vectorised).
-
-    Patch pixel ``(i, j)`` at position ``p`` is ``obj(p_row - N//2 + i, p_col - N//2 + j)``,
-    interpolated bilinearly for sub-pixel positions; object pixels outside ``obj`` read as 0.
-
-    Args:
-        obj: ``(H, W)`` complex (or real) object.
-        positions: ``(P, 2)`` (or ``(..., 2)``) positions ``(row, col)`` in object pixels.
-        N: patch side in pixels (>= 1).
-
-    Returns:
-        ``(P, N, N) complex64`` (leading shape of ``positions`` kept).
-
-    Raises:
-        ValueError: ``obj`` not 2-D, ``positions`` not ``(..., 2)`` or not finite, bad ``N``.
-    """
-    N = positive_int("N", N)
-    obj = _as_object(obj)
-    pos = as_positions(positions)
-    lead = pos.shape[:-1]
-    flat = pos.reshape(-1, 2)
-    padded, pad = _pad_object(obj, N)
-    return _extract_padded(padded, pad, flat, N).reshape(*lead, N, N)
-
-
-def diffract(exit_waves, workers: int = -1) -> np.ndarray:
-    """Far-field amplitude ``|fftshift(fft2(psi, norm='ortho'))|`` over the last two axes.
-
-    Unitary (Parseval): ``sum |out|**2 == sum |psi|**2`` per pattern. DC lands at pixel
-    ``(N // 2, N // 2)``. Computed in single precision with ``scipy.fft``.
-
-    Args:
-        exit_waves: ``(..., N, N)`` complex exit waves (any units; amplitudes keep them).
-        workers: threads for ``scipy.fft`` (-1 = all cores).
-
-    Returns:
-        ``(..., N, N) float32`` amplitudes.
-
-    Raises:
-        ValueError: fewer than 2 dimensions.
-    """
-    psi = np.asarray(exit_waves)
-    if psi.ndim < 2:
-        raise ValueError(f"exit_waves must be (..., N, N); got shape {psi.shape}")
-    psi = psi.astype(np.complex64, copy=False)
-    F = scipy.fft.fft2(psi, norm="ortho", workers=workers)
-    amp = np.abs(F).astype(np.float32, copy=False)
-    return np.fft.fftshift(amp, axes=(-2, -1))
-
-
-# --------------------------------------------------------------------------------------------
-# Simulation
-# --------------------------------------------------------------------------------------------
-def _checkerboard(N: int) -> np.ndarray:
-    """``(N, N) float32`` ``(-1)**(i + j)``: multiplying by it before an FFT of even size ``N``
-    equals ``fftshift`` after it."""
-    i = np.arange(N)
-    return (1 - 2 * ((i[:, None] + i[None, :]) % 2)).astype(np.float32)
-
-
-def _chunks(P: int, N: int) -> list[slice]:
-    step = max(1, _CHUNK_PIXELS // (N * N))
-    return [slice(a, min(a + step, P)) for a in range(0, P, step)]
-
-
-def _run(fn, items, workers: int):
-    if workers <= 1 or len(items) <= 1:
-        return [fn(i, it) for i, it in enumerate(items)]
-    with ThreadPoolExecutor(max_workers=workers) as ex:
-        return list(ex.map(fn, range(len(items)), items))
-
-
-def _simulate_flat(obj, probe, pos, nphotons, rng, intensity_scale, workers):
-    """Core of :func:`simulate` on flat ``(P, 2)`` positions; returns ``(X, patches, s)`` with
-    ``X (P, N, N) float32`` and ``patches (P, N, N) complex64``."""
-    N = probe.shape[0]
-    P = len(pos)
-    chunks = _chunks(P, N)
-    padded, pad = _pad_object(obj, N)
-    even = N % 2 == 0
-    probe_eff = probe * _checkerboard(N) if even else probe  # fftshift folded into the probe
-    X = np.empty((P, N, N), dtype=np.float32)
-    patches = np.empty((P, N, N), dtype=np.complex64)
-    totals = np.empty(P, dtype=np.float64)
-
-    def forward(_, sl):
-        patch = _extract_padded(padded, pad, pos[sl], N)
-        patches[sl] = patch
-        psi = patch * probe_eff
-        F = scipy.fft.fft2(psi, norm="ortho", overwrite_x=True, workers=1)
-        if not even:
-            F = np.fft.fftshift(F, axes=(-2, -1))
-        I = X[sl]  # noiseless |F|^2 is stored in X until the noise pass
-        np.multiply(F.real, F.real, out=I)
-        I += F.imag * F.imag
-        totals[sl] = I.reshape(len(I), -1).sum(axis=1, dtype=np.float64)
-
-    _run(forward, chunks, workers)
-    if intensity_scale is None:
-        mean_total = totals.mean()
-        if not mean_total > 0:
-            raise ValueError("all exit waves are zero (object or probe is zero where scanned); "
-                             "cannot scale to nphotons")
-        s2 = float(nphotons) / mean_total
-    else:
-        s2 = float(intensity_scale) ** 2
-    # One independent stream per chunk; the chunking depends only on (P, N), so the draws do
-    # not depend on the number of threads.
-    seq = np.random.SeedSequence(rng.integers(0, 2**63, size=4).tolist())
-    streams = [np.random.default_rng(s) for s in seq.spawn(len(chunks))]
-
-    def noise(i, sl):
-        lam = np.multiply(X[sl], s2, dtype=np.float64)
-        counts = streams[i].poisson(lam)
-        np.sqrt(counts, out=X[sl], dtype=np.float32)
-
-    _run(noise, chunks, workers)
-    return X, patches, math.sqrt(s2)
-
-
 def _to_bnnc(a: np.ndarray, B: int, C: int) -> np.ndarray:
     """``(B*C, N, N)`` -> ``(B, N, N, C)`` (contiguous)."""
     N = a.shape[-1]
@@ -345,7 +183,7 @@ def simulate(obj, probe, positions, nphotons: float, rng: np.random.Generator,
     Raises:
         ValueError: bad shapes (expected vs actual in the message) or arguments.
     """
-    obj = _as_object(obj)
+    obj = as_object(obj)
     probe = np.asarray(probe)
     if probe.ndim != 2 or probe.shape[0] != probe.shape[1]:
         raise ValueError(f"probe must be square (N, N); got shape {probe.shape}")
@@ -367,7 +205,7 @@ def simulate(obj, probe, positions, nphotons: float, rng: np.random.Generator,
         workers = len(affinity(0)) if affinity else (os.cpu_count() or 1)
     workers = max(1, int(workers))
 
-    X, patches, s = _simulate_flat(obj, probe, pos.reshape(B * C, 2), nphotons, rng,
+    X, patches, s = simulate_counts(obj, probe, pos.reshape(B * C, 2), nphotons, rng,
                                    intensity_scale, workers)
     coords = pos.transpose(0, 2, 1)[:, None, :, :]  # (B, 1, 2, C)
     rel = coords - coords.mean(axis=3, keepdims=True)

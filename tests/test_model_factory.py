@@ -134,8 +134,10 @@ print(json.dumps({"cache": len(m._lazy_cache), "done": m._model_construction_don
 
 
 def test_light_modules_do_not_import_tensorflow():
-    """The config and the numpy side (simulation, scan, stitching, scoring) load without TF."""
+    """The config and the numpy side (simulation, diffsim, scan, stitching, scoring) load
+    without TF."""
     code = ("import sys, ptycho, ptycho.config, ptycho.params, ptycho.simulation, ptycho.scan, "
+            "ptycho.diffsim, "
             "ptycho.stitching, ptycho.evaluation, ptycho.scores, ptycho.objects, ptycho.probe; "
             "print('tensorflow' in sys.modules, 'keras' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

@@ -405,3 +405,14 @@ def test_scan_functions_keep_their_old_home():
             assert getattr(ptycho.simulation, name) is getattr(ptycho.scan, name)
     assert {"random_positions", "grid_positions", "group_positions", "group_neighbors",
             "scan_range"} <= set(ptycho.simulation.__all__)
+
+
+def test_forward_operators_keep_their_old_home():
+    """extract_patches and diffract moved to ptycho.diffsim; ptycho.simulation still exports
+    them (legacy API)."""
+    import ptycho.diffsim
+    import ptycho.simulation
+
+    for name in ("extract_patches", "diffract"):
+        assert name in ptycho.simulation.__all__
+        assert getattr(ptycho.simulation, name) is getattr(ptycho.diffsim, name)
