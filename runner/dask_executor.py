@@ -31,18 +31,19 @@ How results come back
     By default the unit runs in a scratch directory under the Dask worker's local directory (the
     task rewrites the unit's paths to it). Each arm's record is sent back through Dask as soon
     as it is written there (an event on the run's topic, :mod:`runner.dask_task`) and written
-    into ``<out>/records/`` by the orchestrator thread waiting for that unit: progress moves per
-    arm, and an arm finished before its Dask worker died is kept. When the unit's process has
-    ended, the task returns the attempt's records again (the last one received wins), its
-    outcome, log (last 1 MiB) and artifacts (``.npz``, up to ``max_artifact_mb`` per unit; the
-    rest is named in the log), deletes the scratch directory, and the orchestrator writes them
-    into ``<out>/`` as a local worker would (:mod:`runner.dask_results`), then classifies the
-    attempt as on the local backend. Only the orchestrator writes into ``<out>/``. With
-    ``shared_dir=True`` (``--shared-dir``: ``<out>`` mounted at the same path on every worker)
-    the unit's process writes there itself; a worker that cannot see this attempt's
-    ``unit.json`` reports the unit as crashed. Every record of an arm run on a Dask worker
-    carries ``host`` (the machine's name) and ``dask_worker`` (its address; with
-    ``--shared-dir`` added when the unit's task returns, so not after a lost worker).
+    into ``<out>/records/`` by the orchestrator thread waiting for that unit (the attempt's
+    handle, :mod:`runner.dask_attempt`): progress moves per arm, and an arm finished before its
+    Dask worker died is kept. When the unit's process has ended, the task returns the attempt's
+    records again (the last one received wins), its outcome, log (last 1 MiB) and artifacts
+    (``.npz``, up to ``max_artifact_mb`` per unit; the rest is named in the log), deletes the
+    scratch directory, and the orchestrator writes them into ``<out>/`` as a local worker would
+    (:mod:`runner.dask_results`), then classifies the attempt as on the local backend. Only the
+    orchestrator writes into ``<out>/``. With ``shared_dir=True`` (``--shared-dir``: ``<out>``
+    mounted at the same path on every worker) the unit's process writes there itself; a worker
+    that cannot see this attempt's ``unit.json`` reports the unit as crashed. Every record of an
+    arm run on a Dask worker carries ``host`` (the machine's name) and ``dask_worker`` (its
+    address; with ``--shared-dir`` added when the unit's task returns, so not after a lost
+    worker).
 
 When a Dask worker dies mid-unit
     The unit's process dies with it (its watchdog kills its process group when its parent, the
@@ -76,16 +77,15 @@ import logging
 import os
 import queue
 import threading
-import time
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from . import dask_cluster as cl
-from .dask_results import lost_error, tag_shared, write_back, write_record
+from .dask_attempt import DaskAttempt
 from .dask_task import run_unit_on_dask_worker
-from .executors import AttemptHandle, AttemptJob, AttemptResult, BackendError, Executor
+from .executors import AttemptHandle, AttemptJob, BackendError, Executor
 from .resources import usable_cores
 from .store import read_json
 
@@ -321,7 +321,7 @@ class DaskExecutor(Executor):
 
     def submit(self, job: AttemptJob) -> AttemptHandle:
         """Submit the attempt as a Dask task; the handle writes the records it streams back
-        (in :meth:`~_DaskAttempt.done` and :meth:`~_DaskAttempt.result`), then the shipped
+        (in :meth:`~runner.dask_attempt.DaskAttempt.done` and ``result``), then the shipped
         results (see the module docstring)."""
         if self._client is None:
             raise RuntimeError("DaskExecutor.submit before start() (use it as a context "
@@ -329,7 +329,7 @@ class DaskExecutor(Executor):
         job = self._with_limits(job)
         unit = read_json(job.unit_json)
         if self._cancelled.is_set():
-            return _DaskAttempt(self, job, unit, "", None)
+            return DaskAttempt(self, job, unit, "", None)
         payload = {
             "unit_id": job.unit_id, "unit": unit, "unit_json": str(job.unit_json),
             "timeout_s": job.timeout_s, "cwd": str(Path(job.cwd).resolve()),
@@ -341,7 +341,7 @@ class DaskExecutor(Executor):
             "stream_topic": None if self.shared_dir else self._topic,
         }
         key = f"ptycho-unit-{job.unit_id}-{unit.get('attempt_id', '')}-{uuid.uuid4().hex[:8]}"
-        attempt = _DaskAttempt(self, job, unit, key, queue.SimpleQueue())
+        attempt = DaskAttempt(self, job, unit, key, queue.SimpleQueue())
         with self._lock:
             self._streams[key] = attempt.stream
         future = self._client.submit(run_unit_on_dask_worker, payload, key=key, pure=False,
@@ -355,88 +355,3 @@ class DaskExecutor(Executor):
         with self._lock:
             self._live.pop(key, None)
             self._streams.pop(key, None)
-
-    def _drain(self, unit: Mapping[str, Any], stream: queue.SimpleQueue,
-               written: dict[str, dict]) -> None:
-        """Write the records streamed so far for this attempt."""
-        while True:
-            try:
-                msg = stream.get_nowait()
-            except queue.Empty:
-                return
-            write_record(unit, msg.get("record"), msg.get("worker"), written)
-
-
-class _DaskAttempt(AttemptHandle):
-    """One attempt submitted to Dask. ``done()`` and ``result()`` write the records streamed
-    back so far; ``result()`` then writes what the task shipped, once."""
-
-    def __init__(self, executor: DaskExecutor, job: AttemptJob, unit: dict[str, Any],
-                 key: str, stream: queue.SimpleQueue | None):
-        super().__init__(job)
-        self.executor, self.unit, self.key, self.stream = executor, unit, key, stream
-        self.future: Any = None
-        self.written: dict[str, dict] = {}  # arm_id -> the record of this attempt written
-        self.start = time.monotonic()
-        self._cancelled = threading.Event()
-        self._result: AttemptResult | None = None
-        if stream is None:  # submitted after a cancel: never started
-            self._result = AttemptResult(job.unit_id, None, None, cancelled=True)
-
-    def _drain(self) -> None:
-        if self.stream is not None:
-            self.executor._drain(self.unit, self.stream, self.written)
-
-    def done(self) -> bool:
-        if self._result is not None:
-            return True
-        self._drain()
-        return self._cancelled.is_set() or self.future.done()
-
-    def cancel(self) -> None:
-        self._cancelled.set()
-        if self.future is not None:
-            with contextlib.suppress(Exception):
-                self.future.cancel()
-
-    def result(self, timeout: float | None = None) -> AttemptResult:
-        if self._result is None:
-            deadline = None if timeout is None else time.monotonic() + timeout
-            while not self.done():
-                if deadline is not None and time.monotonic() >= deadline:
-                    raise TimeoutError(f"unit {self.job.unit_id}: attempt still running")
-                if self._cancelled.wait(self.executor.poll_s) or \
-                        self.executor._cancelled.is_set():
-                    self.cancel()
-            self._result = self._finish()
-        return self._result
-
-    def _finish(self) -> AttemptResult:
-        job, unit, ex = self.job, self.unit, self.executor
-        wall = time.monotonic() - self.start
-        try:
-            if self._cancelled.is_set() or ex._cancelled.is_set():
-                return AttemptResult(job.unit_id, None, None, cancelled=True, wall_s=wall)
-            try:
-                shipped = self.future.result()
-            except Exception as exc:
-                self._drain()
-                if self._cancelled.is_set() or ex._cancelled.is_set():
-                    return AttemptResult(job.unit_id, None, None, cancelled=True, wall_s=wall)
-                error = lost_error(ex._distributed, exc)
-                log.warning("unit %s: %s", job.unit_id, error)
-                return AttemptResult(job.unit_id, None, None, wall_s=wall, error=error)
-            finally:
-                with contextlib.suppress(Exception):
-                    self.future.release()
-        finally:
-            ex._forget(self.key)
-        result: AttemptResult = shipped["result"]
-        log.debug("unit %s: attempt ended on Dask worker %s (exit %s)", job.unit_id,
-                  shipped.get("worker"), result.returncode)
-        if ex.shared_dir:
-            tag_shared(unit, shipped.get("worker"))
-        else:
-            self._drain()
-            write_back(unit, shipped, self.written)
-        return result
