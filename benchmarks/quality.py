@@ -9,8 +9,10 @@ minutes of training (scoring excluded) until the mean-normalised amplitude SSIM 
 ``--target`` (default 0.7; ``-`` if never). One process, sequential; do not time it while
 another heavy job runs.
 
-    python benchmarks/quality.py [experiments/quality.toml] [--every 5] [--target 0.7]
-        [--threads 2] [--csv out.csv]
+    python benchmarks/quality.py [experiments/quality.toml] [KEY=VALUE ...] [--every 5]
+        [--target 0.7] [--threads 2] [--csv out.csv]
+
+``KEY=VALUE`` overrides the sweep file as on ``ptycho-sweep run`` (``'arms.loss=["mae"]'``).
 """
 
 from __future__ import annotations
@@ -58,7 +60,7 @@ class ScoreEvery(keras.callbacks.Callback):
                               **metrics})
 
 
-def run(sweep_path: Path, every: int, threads: int) -> pd.DataFrame:
+def run(sweep_path: Path, every: int, threads: int, overrides=()) -> pd.DataFrame:
     import tensorflow as tf
 
     tf.config.threading.set_intra_op_parallelism_threads(threads)
@@ -67,7 +69,7 @@ def run(sweep_path: Path, every: int, threads: int) -> pd.DataFrame:
     from ptycho import train_pinn
     from ptycho.simulation import simulate_unit
 
-    sweep = load_sweep(sweep_path)
+    sweep = load_sweep(sweep_path, overrides=overrides)
     rows = []
     for unit in sweep.plan():
         train, test = simulate_unit(unit.model_config(), unit.nphotons, unit.simulation_config())
@@ -109,12 +111,14 @@ def summary(df: pd.DataFrame, target: float) -> pd.DataFrame:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("sweep", nargs="?", default=str(ROOT / "experiments" / "quality.toml"))
+    ap.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                    help="override the sweep file, e.g. 'grid.gridsize=[2]'")
     ap.add_argument("--every", type=int, default=5, help="score every K epochs")
     ap.add_argument("--target", type=float, default=0.7, help="amp SSIM to time")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--csv", help="also write every scoring (per epoch) to this CSV")
     args = ap.parse_args()
-    df = run(Path(args.sweep), args.every, args.threads)
+    df = run(Path(args.sweep), args.every, args.threads, args.overrides)
     if args.csv:
         df.to_csv(args.csv, index=False)
     table = summary(df, args.target)

@@ -1,0 +1,57 @@
+"""benchmarks/quality.py runs end to end on a tiny sweep, with command-line overrides."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+
+TINY = """
+[sweep]
+name = "tiny_quality"
+task = "experiments.dose_response:run_unit"
+
+[grid]
+N = [16]
+gridsize = [1, 2]
+nphotons = [1e9]
+
+[arms]
+loss = ["mae"]
+
+[model]
+n_filters_scale = 1
+
+[simulation]
+object_size = 64
+n_train = 16
+n_test = 4
+scan = "grid"
+
+[training]
+nepochs = 50
+batch_size = 16
+"""
+
+
+def test_quality_benchmark_prints_both_modes_and_applies_overrides(tmp_path):
+    sweep = tmp_path / "tiny.toml"
+    sweep.write_text(TINY)
+    csv = tmp_path / "every.csv"
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "quality.py"), str(sweep),
+         "training.nepochs=2", "grid.gridsize=[2]", "--every", "1", "--threads", "1",
+         "--csv", str(csv)],
+        capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    every = pd.read_csv(csv)
+    # the overrides took effect: gridsize 2 only, 2 epochs, each scored in both modes
+    assert set(every["gridsize"]) == {2}
+    assert sorted(every["epoch"].unique()) == [1, 2]
+    assert sorted(every["mode"].unique()) == ["new", "same"]
+    table = out.stdout.splitlines()
+    header = next(line for line in table if "amp_norm_ssim_baseline" in line)
+    assert "min_to_0.7" in header
+    assert sum(" same " in line or " new " in line for line in table) == 2
