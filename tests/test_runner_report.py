@@ -164,6 +164,19 @@ def test_dose_response_figure_explains_itself(tmp_path):
     assert not any("failed" in t.get_text() for t in _legends(fig)[0].get_texts())
 
 
+def test_caption_says_when_points_average_different_numbers_of_seeds():
+    """A study grown with more seeds at some doses: the caption must not claim every point is
+    a mean over all seeds."""
+    df = _table(seeds=(0, 1, 2))
+    df = df[(df["seed"] == 0) | (df["nphotons"] == 1e4)]  # 3 seeds at 1e4, one elsewhere
+    note = dose_response_figure(df).get_supxlabel()
+    assert "mean over 1-3 seeds" in note and "differs between points" in note, note
+    # a failed seed leaves 2 of 3 ok at one point: that point averages 2
+    df = _table(seeds=(0, 1, 2), failed=[(16, "nll", 1e4, 2, "failed")])
+    note = dose_response_figure(df).get_supxlabel()
+    assert "mean over 2-3 seeds" in note, note
+
+
 def test_a_baseline_at_one_dose_is_still_drawn():
     """A configuration with a single dose (e.g. a partial study) still shows its baseline."""
     df = _table(seeds=(0,))

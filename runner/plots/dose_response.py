@@ -141,9 +141,22 @@ def dose_response_figure(df, sweep_toml: str | Path | None = None):
     if spare is not None:
         spare.set_visible(True)
     _legend(fig, handles, labels, spare)
-    seeds = df["seed"].nunique() if "seed" in df else 1
-    points = (f"points: mean over {seeds} seeds, error bars: std over seeds" if seeds > 1
-              else "points: one seed each (no error bars)")
     fig.suptitle(f"Reconstruction quality against dose: {_names(df)}")
-    _caption(fig, df, sweep_toml, points)
+    _caption(fig, df, sweep_toml, _points_note(df))
     return fig
+
+
+def _points_note(df) -> str:
+    """What a point is: the mean over how many seeds (which may differ between points, in a
+    study grown with more seeds at some doses)."""
+    ok = df[df["status"] == "ok"] if "status" in df else df
+    if "seed" not in ok or not len(ok):
+        return "points: one seed each (no error bars)"
+    per_point = ok.groupby(_KEY + ["nphotons"])["seed"].nunique()
+    lo, hi = int(per_point.min()), int(per_point.max())
+    if hi <= 1:
+        return "points: one seed each (no error bars)"
+    if lo == hi:
+        return f"points: mean over {hi} seeds, error bars: std over seeds"
+    return (f"points: mean over {lo}-{hi} seeds (it differs between points), error bars: std "
+            f"over seeds where there are several")
