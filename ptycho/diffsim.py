@@ -25,6 +25,7 @@ _CHUNK_PIXELS = 1 << 18
 
 
 def as_object(obj) -> np.ndarray:
+    """``obj`` as a ``(H, W) complex64`` array; ValueError if it is not 2-D."""
     obj = np.asarray(obj)
     if obj.ndim != 2:
         raise ValueError(f"obj must be a 2-D (H, W) array; got shape {obj.shape}")
