@@ -1,5 +1,5 @@
-"""Shared pytest setup: quiet TensorFlow logging, the repository on sys.path, and a guard
-against leaked SIGINT handlers."""
+"""Shared pytest setup: quiet TensorFlow logging, the repository on sys.path, Python's own
+SIGINT handler (also when started with SIGINT ignored), and a guard against leaked ones."""
 
 import os
 import signal
@@ -12,6 +12,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+# Started with SIGINT ignored (`nohup pytest &` from a non-interactive shell), Python keeps it
+# ignored and so would every process the tests start (an ignored signal survives exec): the
+# Ctrl-C tests could not signal anything. Tests run as from a terminal: Python's own handler.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(autouse=True)
