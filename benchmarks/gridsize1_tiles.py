@@ -71,7 +71,7 @@ def main() -> None:
 
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)
     tf.config.threading.set_inter_op_parallelism_threads(1)
-    from experiments.dose_response import score
+    from experiments.dose_response import score_patches
     from ptycho import model as model_lib
     from ptycho import train_pinn
     from ptycho.simulation import simulate_unit
@@ -102,17 +102,10 @@ def main() -> None:
     print(f"  histogram over {BINS}: true {np.histogram(c_true, BINS)[0].tolist()}, "
           f"twin {np.histogram(c_twin, BINS)[0].tolist()}")
 
-    class Fixed:  # score() reconstructs through a model; hand it fixed patches instead
-        def __init__(self, patches):
-            self.patches = patches[..., None]
-
-        def predict(self, *_, **__):
-            return self.patches
-
     for name, patches in (("as trained", pred),
                           ("oracle flips", np.where(closer[:, None, None],
                                                     twin_of(pred, probe, mask), pred))):
-        m, _ = score(Fixed(patches), train)
+        m, _ = score_patches(patches[..., None], train)
         print(f"{name}: amp SSIM {m['amp_norm_ssim']:.3f} (constant image "
               f"{m['amp_norm_ssim_baseline']:.3f}), FRC50 {m['amp_frc50_px']:.1f} px, phase SSIM "
               f"{m['phase_plane_ssim']:.3f}")

@@ -21,7 +21,7 @@ import numpy as np
 
 from runner.store import atomic_write_bytes
 
-__all__ = ["run_unit", "score"]
+__all__ = ["run_unit", "score", "score_patches"]
 
 
 def _limit_threads(threads: int | None, interop: int | None) -> None:
@@ -44,7 +44,15 @@ def _save_npz_atomic(path: Path, **arrays: np.ndarray) -> None:
 
 
 def score(model, data) -> tuple[dict[str, float], dict[str, np.ndarray]]:
-    """Reconstruct ``data`` with ``model``, stitch and score it against ``data.obj``.
+    """Reconstruct ``data`` with ``model``, then :func:`score_patches`."""
+    from ptycho import train_pinn
+
+    return score_patches(train_pinn.eval(data, model), data)
+
+
+def score_patches(patches, data) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    """Stitch reconstructed object patches ``(B, N, N, 1)`` (one per sample of ``data``, at its
+    group centre) and score them against ``data.obj``.
 
     Returns the metrics (:data:`ptycho.evaluation.METRIC_KEYS` and
     :data:`ptycho.scores.SCORE_KEYS`) and the arrays saved as the arm's ``.npz``: the stitched
@@ -55,7 +63,6 @@ def score(model, data) -> tuple[dict[str, float], dict[str, np.ndarray]]:
     from ptycho.evaluation import evaluate_reconstruction, remove_global_phase
     from ptycho.scores import upstream_scores
 
-    patches = train_pinn.eval(data, model)
     metrics, stitched, region = evaluate_reconstruction(patches, train_pinn.group_centres(data),
                                                         data.obj)
     truth = data.obj[region]
