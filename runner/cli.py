@@ -280,11 +280,27 @@ _COMMANDS = {"run": _cmd_run, "status": _cmd_status, "aggregate": _cmd_aggregate
              "plot": _cmd_plot}
 
 
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Parse the command line; ``run``'s overrides may come before, between or after options.
+
+    argparse alone stops filling a ``nargs="*"`` positional at the first option, so
+    ``run sweep.toml --n-jobs 1 grid.N=[64]`` would fail with "unrecognized arguments". The
+    words it leaves over are ``run``'s overrides in command-line order (later ones win); any
+    leftover option, or leftovers of another command, are the usual usage error (exit 2).
+    """
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command == "run" and not any(w.startswith("-") for w in extra):
+        args.overrides = [*args.overrides, *extra]
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``ptycho-sweep``; returns the exit status."""
-    parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args = parse_args(argv)
     except SystemExit as exc:  # argparse: bad usage -> 2, --help -> 0
         return int(exc.code or 0)
     with _logging(args.verbose, args.quiet):

@@ -41,6 +41,26 @@ def test_verbosity_flags_before_or_after_the_command(argv, verbose, quiet):
     assert (args.verbose, args.quiet) == (verbose, quiet)
 
 
+@pytest.mark.parametrize("argv", [
+    ["run", "x.toml", "a.b=1", "c.d=2", "--n-jobs", "3"],
+    ["run", "x.toml", "--n-jobs", "3", "a.b=1", "c.d=2"],
+    ["run", "x.toml", "a.b=1", "--n-jobs", "3", "c.d=2"],
+    ["run", "--n-jobs", "3", "x.toml", "a.b=1", "c.d=2"],
+])
+def test_run_overrides_before_between_or_after_options(argv):
+    args = cli.parse_args(argv)
+    assert (args.sweep, args.overrides, args.n_jobs) == ("x.toml", ["a.b=1", "c.d=2"], 3)
+
+
+@pytest.mark.parametrize("argv, unknown", [
+    (["run", "x.toml", "a.b=1", "--bogus"], "--bogus"),
+    (["status", "d", "extra"], "extra"),
+])
+def test_leftover_words_are_a_usage_error(argv, unknown, capsys):
+    assert cli.main(argv) == 2
+    assert f"unrecognized arguments: {unknown}" in capsys.readouterr().err
+
+
 def test_every_command_has_a_description_examples_and_exit_codes(capsys):
     for command in ("run", "status", "aggregate", "plot"):
         assert cli.main([command, "--help"]) == 0
