@@ -296,6 +296,9 @@ class SimulationConfig(_ConfigBase):
             Default pi/4: a moderately strong phase object (see docs/quality.md: at pi/2 the
             network does not learn N=64 in a CPU budget, at 0 the twin image is exact for a
             real probe).
+        feature_scale: multiplies the object's lengths in pixels (``ptycho.objects.make_object``:
+            the lines' width 1 px and spacing 8 px, the field's correlation length 6 px); at 2,
+            ``N = 64`` sees in a patch what ``N = 32`` sees at 1 (> 0, at most 16).
         object_size: side of the square object in pixels; must hold at least one patch plus the
             scan buffer (checked against ``N`` by :meth:`check_compatible`).
         n_train, n_test: samples (groups of C patterns) in the training and test sets (>= 1).
@@ -319,6 +322,7 @@ class SimulationConfig(_ConfigBase):
     object_kind: str = "lines"
     max_phase: float = math.pi / 4
     object_size: int = 256
+    feature_scale: float = added_option(1.0)
     n_train: int = 64
     n_test: int = 128
     scan: str = "grid"
@@ -332,6 +336,7 @@ class SimulationConfig(_ConfigBase):
         _check_choice(o, "object_kind", self.object_kind, OBJECT_KINDS)
         _check_float(o, "max_phase", self.max_phase, 0.0, math.pi)
         _check_int(o, "object_size", self.object_size, 16, 8192)
+        _check_float(o, "feature_scale", self.feature_scale, 0.0, 16.0, lo_open=True)
         _check_int(o, "n_train", self.n_train, 1)
         _check_int(o, "n_test", self.n_test, 1)
         _check_choice(o, "scan", self.scan, SCAN_KINDS)

@@ -211,7 +211,7 @@ def grf_object(size: int, seed: int, length_scale: float = 6.0,
 
 
 def make_object(kind: str, size: int, seed: int,
-                max_phase: float = PHASE_RANGE[1]) -> np.ndarray:
+                max_phase: float = PHASE_RANGE[1], feature_scale: float = 1.0) -> np.ndarray:
     """A synthetic object of the named kind with default parameters.
 
     Args:
@@ -219,6 +219,9 @@ def make_object(kind: str, size: int, seed: int,
         size: object side in pixels (>= 8).
         seed: integer >= 0; the same seed gives the same object.
         max_phase: half the phase range in radians (0 to pi; default pi/2).
+        feature_scale: multiplies the kind's lengths in pixels (> 0): the lines' width
+            ``sigma`` (1 px) and mean spacing (8 px), the field's ``length_scale`` (6 px). At 2
+            the object at ``N = 64`` has the features per patch of the default at ``N = 32``.
 
     Returns:
         ``(size, size) complex64``, amplitude in ``[0.5, 1]``, phase in
@@ -227,9 +230,13 @@ def make_object(kind: str, size: int, seed: int,
     Raises:
         ValueError: unknown ``kind`` (the message lists the allowed kinds), bad size or seed.
     """
+    if not (isinstance(feature_scale, (int, float)) and math.isfinite(feature_scale)
+            and feature_scale > 0):
+        raise ValueError(f"feature_scale must be a finite number > 0; got {feature_scale!r}")
     if kind == "lines":
-        return lines_object(size, seed, max_phase=max_phase)
+        return lines_object(size, seed, sigma=1.0 * feature_scale,
+                            mean_spacing=8.0 * feature_scale, max_phase=max_phase)
     if kind == "grf":
-        return grf_object(size, seed, max_phase=max_phase)
+        return grf_object(size, seed, length_scale=6.0 * feature_scale, max_phase=max_phase)
     raise ValueError(f"object kind must be one of {', '.join(map(repr, OBJECT_KINDS))}; "
                      f"got {kind!r}")

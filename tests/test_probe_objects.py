@@ -208,3 +208,24 @@ def test_max_phase_sets_the_phase_range(kind):
     np.testing.assert_allclose(np.abs(obj), np.abs(make_object(kind, 64, 2)), atol=1e-6)
     with pytest.raises(ValueError, match="max_phase"):
         make_object(kind, 64, 2, max_phase=4.0)
+
+
+def _mean_frequency(image: np.ndarray) -> float:
+    """Power-weighted mean spatial frequency (cycles per pixel) of a real image's fluctuations."""
+    power = np.abs(np.fft.fft2(image - image.mean())) ** 2
+    k = np.fft.fftfreq(image.shape[0])
+    radius = np.hypot(k[:, None], k[None, :])
+    return float((power * radius).sum() / power.sum())
+
+
+@pytest.mark.parametrize("kind", OBJECT_KINDS)
+def test_feature_scale_stretches_the_features(kind):
+    base = [_mean_frequency(np.abs(make_object(kind, 256, s))) for s in range(3)]
+    wide = [_mean_frequency(np.abs(make_object(kind, 256, s, feature_scale=2.0)))
+            for s in range(3)]
+    ratio = np.mean(base) / np.mean(wide)
+    assert 1.5 < ratio < 2.5, ratio  # features twice as wide: about half the frequencies
+    np.testing.assert_array_equal(make_object(kind, 64, 1, feature_scale=1.0),
+                                  make_object(kind, 64, 1))
+    with pytest.raises(ValueError, match="feature_scale"):
+        make_object(kind, 64, 1, feature_scale=0.0)

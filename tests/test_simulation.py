@@ -327,6 +327,15 @@ def test_simulate_unit_shapes_and_layout(gridsize):
         assert len(u) == 3 and np.ptp(np.diff(u)) < 1e-4
 
 
+def test_feature_scale_reaches_the_simulated_objects():
+    sim = SimulationConfig(object_size=64, n_train=4, n_test=4, feature_scale=2.0)
+    train, test = simulate_unit(ModelConfig(N=32, gridsize=1), 1e6, sim)
+    np.testing.assert_array_equal(train.obj, make_object("lines", 64, 0, sim.max_phase, 2.0))
+    assert not np.allclose(train.obj, make_object("lines", 64, 0, sim.max_phase))
+    with pytest.raises(ConfigError, match="feature_scale"):
+        SimulationConfig(feature_scale=0)
+
+
 def test_subset(scene):
     model, sim = _unit_cfgs(2)
     train, _ = simulate_unit(model, 1e5, sim)
