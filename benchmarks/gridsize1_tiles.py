@@ -29,15 +29,11 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
+from ptycho.probe import rotate_180  # noqa: E402
 from runner.sweep import load_sweep  # noqa: E402
 
 DEFAULT_OVERRIDES = ("grid.gridsize=[1]", "grid.nphotons=[1e9]")
 BINS = [-1.0, 0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
-
-
-def rotate_180(a: np.ndarray) -> np.ndarray:
-    """``a(-r)`` about pixel ``(N // 2, N // 2)`` over the last two axes."""
-    return np.roll(a[..., ::-1, ::-1], 1, axis=(-2, -1))
 
 
 def pearson(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> np.ndarray:

@@ -36,7 +36,7 @@ import numpy as np
 
 from .config import SUPPORTED_N
 
-__all__ = ["get_probe_mask", "get_default_probe", "probe_for", "APERTURE_CONSTANT",
+__all__ = ["get_probe_mask", "get_default_probe", "probe_for", "rotate_180", "APERTURE_CONSTANT",
            "DEFOCUS_EDGE_PHASE"]
 
 #: Fourier aperture radius in Fourier pixels = ``APERTURE_CONSTANT / probe_scale``.
@@ -164,3 +164,9 @@ def probe_for(model_cfg) -> np.ndarray:
     model and the simulation turn a configuration into a probe."""
     return get_default_probe(model_cfg.N, "np", model_cfg.probe_scale, mask=model_cfg.probe_mask,
                              coma=model_cfg.probe_coma)
+
+
+def rotate_180(a: np.ndarray) -> np.ndarray:
+    """``a(-r)``: rotation by 180 degrees about pixel ``(N // 2, N // 2)`` over the last two
+    axes (index ``j`` maps to ``-j mod N``), the geometry of the twin image for this centring."""
+    return np.roll(np.asarray(a)[..., ::-1, ::-1], 1, axis=(-2, -1))
