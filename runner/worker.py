@@ -31,11 +31,7 @@ task returns its own. ``status`` is ``ok`` unless the task returns ``status="fai
 ``task_status``. Every other task key is recorded as given (numpy values are converted to
 Python values).
 
-``peak_rss_mb`` is the arm's own peak resident memory: on Linux the kernel's high-water mark
-(``VmHWM``) is reset when the arm starts (writing ``5`` to ``/proc/self/clear_refs``) and read
-when its record is written; the first arm's window starts when the task is called (so it
-includes the task's setup). Where the reset is not possible it is the process's peak so far
-(``ru_maxrss``). The outcome's ``peak_rss_mb`` is the process's peak over the whole unit.
+``peak_rss_mb`` is the arm's own peak resident memory (:mod:`runner.memory`).
 
 Failures: if the task raises (on the call or while iterating), every arm not yet recorded gets
 ``status="failed"`` (``"oom"`` for a MemoryError or TensorFlow's ResourceExhaustedError),
@@ -52,7 +48,6 @@ from __future__ import annotations
 import faulthandler
 import logging
 import os
-import resource
 import signal
 import sys
 import threading
@@ -62,6 +57,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from .memory import ArmPeak, peak_rss_mb
 from .paths import OutputPaths
 from .proctree import become_subreaper, kill_descendants
 from .provenance import arm_provenance, utc_now
@@ -83,50 +79,6 @@ TASK_STATUSES = ("failed", "oom")
 OOM_ERRORS = ("MemoryError", "ResourceExhaustedError")
 TRACEBACK_LINES = 20
 PARENT_ENV = "PTYCHO_SWEEP_PARENT_PID"
-
-
-def peak_rss_mb() -> float:
-    """Peak resident set size of this process in MiB (since the last :class:`ArmPeak` reset)."""
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return round(rss / (1024 * 1024 if sys.platform == "darwin" else 1024), 1)
-
-
-class ArmPeak:
-    """Per-arm peak RSS (see the module docstring): :meth:`reset` at an arm's start,
-    :meth:`read` at its end; :attr:`process_mb` keeps the process's overall peak."""
-
-    CLEAR_REFS = "/proc/self/clear_refs"
-    STATUS = "/proc/self/status"
-
-    def __init__(self) -> None:
-        self.process_mb = 0.0
-        self.per_arm = self.reset()
-
-    def _hwm_mb(self) -> float:
-        try:
-            with open(self.STATUS, encoding="ascii") as fh:
-                for line in fh:
-                    if line.startswith("VmHWM:"):
-                        return round(int(line.split()[1]) / 1024, 1)
-        except (OSError, ValueError, IndexError):
-            pass
-        return peak_rss_mb()
-
-    def reset(self) -> bool:
-        """Start a new window; False if the high-water mark cannot be reset here."""
-        self.process_mb = max(self.process_mb, self._hwm_mb())
-        try:
-            with open(self.CLEAR_REFS, "w", encoding="ascii") as fh:
-                fh.write("5")
-            return True
-        except OSError:
-            return False
-
-    def read(self) -> float:
-        """Peak RSS (MiB) of the current window (the process's so far if not resettable)."""
-        mb = self._hwm_mb()
-        self.process_mb = max(self.process_mb, mb)
-        return mb if self.per_arm else self.process_mb
 
 
 def _tail(text: str, n: int = TRACEBACK_LINES) -> str:
