@@ -2,9 +2,11 @@
 
 The columns and their dtypes are declared once, in :data:`runner.store.PROVENANCE`; this module
 fills them. What cannot change during a process (host, package version, git commit, Python and
-numpy versions) is computed once per process, lazily, and never raises: an unknown value is an
-empty string. The TensorFlow version is read from ``sys.modules`` at record time, so it is set
-only when the task imported TensorFlow (the worker never imports it for this).
+numpy versions) is computed once per process and never raises: an unknown value is an empty
+string. The worker computes it before it calls the task, so the commit is the one checked out
+when the unit started, also if another is made while it trains. The TensorFlow version is read
+from ``sys.modules`` at record time, so it is set only when the task imported TensorFlow (the
+worker never imports it for this).
 
 ``git_commit`` is ``git rev-parse HEAD`` of the checkout holding the ``runner`` package, only
 when that package directory is the top level of a git work tree (an installed copy inside some

@@ -60,7 +60,7 @@ from typing import Any
 from .memory import ArmPeak, peak_rss_mb
 from .paths import OutputPaths
 from .proctree import become_subreaper, kill_descendants
-from .provenance import arm_provenance, utc_now
+from .provenance import arm_provenance, process_provenance, utc_now
 from .schema import IDENTITY, PROVENANCE, PROVENANCE_SETTINGS
 from .store import atomic_write_json, read_json
 from .taskref import import_task
@@ -192,6 +192,7 @@ def execute(unit: Unit, task: Callable | None = None) -> dict[str, Any]:
 
     log.info("unit %s attempt %d: %d arm(s), task %s, pid %d, threads %s", unit.unit_id,
              unit.attempt, len(unit.arms), unit.task, os.getpid(), unit.threads)
+    process_provenance()  # now: a commit made while the task trains must not relabel its records
     try:
         if task is None:
             task = import_task(unit.task)

@@ -287,3 +287,22 @@ def test_every_record_carries_its_provenance(unit):
     assert all(str(df[c].dtype) == d for c, d in PROVENANCE.items())
     # a directory that is not the top of a git checkout has no commit; never an error
     assert git_commit(str(repo / "runner")) == "" and git_commit("/nonexistent") == ""
+
+
+def test_git_commit_is_the_one_checked_out_when_the_unit_started(unit, monkeypatch):
+    from runner import provenance
+
+    head = {"sha": "a" * 40}
+    monkeypatch.setattr(provenance, "git_commit", lambda: head["sha"])
+    provenance.process_provenance.cache_clear()
+
+    def task(u):
+        for arm in u.arms:
+            head["sha"] = "b" * 40  # a commit lands while the unit trains
+            yield {"arm_id": arm.arm_id, "amp_ssim": 0.5}
+
+    try:
+        assert execute(unit, task)["status"] == "ok"
+        assert {rec["git_commit"] for rec in records(unit).values()} == {"a" * 40}
+    finally:
+        provenance.process_provenance.cache_clear()
