@@ -78,16 +78,17 @@ def run_unit(unit) -> Iterator[dict[str, Any]]:
 
     Record keys: ``arm_id``; the metrics of :func:`score` on the scan named by
     ``simulation.reconstruct`` (``"same"``: the training scan, ``"new"``: the test scan of
-    another object), and ``reconstruct`` itself; ``final_loss`` (last epoch's training loss, in
-    the units of its loss, see :data:`ptycho.losses.LOSSES`: NLL and MAE values are not
-    comparable) and ``final_val_loss`` (the same loss on the test scan); ``train_s`` (seconds in
-    ``fit``), ``sim_s`` and ``build_s`` (the unit's one-off simulation and model-building
-    seconds, repeated on each arm); ``n_train``, ``n_test`` (samples); ``intensity_scale``
-    (amplitude scale); the training settings ``nepochs``, ``batch_size``, ``learning_rate``,
-    ``lr_schedule``; the TensorFlow thread counts it ran with (``tf_intra_threads``,
-    ``tf_inter_threads``: the runner's budget); and ``history``, one dict per epoch (``epoch``,
-    ``loss``, ``val_loss``, ``lr``, ``epoch_s``), which the runner writes to the sweep's history
-    table.
+    another object), and ``reconstruct`` itself; ``feature_scale`` (the object's length
+    multiplier at this ``N``, ``SimulationConfig.feature_scale_for``); ``final_loss`` (last
+    epoch's training loss, in the units of its loss, see :data:`ptycho.losses.LOSSES`: NLL and
+    MAE values are not comparable) and ``final_val_loss`` (the same loss on the test scan);
+    ``train_s`` (seconds in ``fit``), ``sim_s`` and ``build_s`` (the unit's one-off simulation
+    and model-building seconds, repeated on each arm); ``n_train``, ``n_test`` (samples);
+    ``intensity_scale`` (amplitude scale); the training settings ``nepochs``, ``batch_size``,
+    ``learning_rate``, ``lr_schedule``; the TensorFlow thread counts it ran with
+    (``tf_intra_threads``, ``tf_inter_threads``: the runner's budget); and ``history``, one dict
+    per epoch (``epoch``, ``loss``, ``val_loss``, ``lr``, ``epoch_s``), which the runner writes
+    to the sweep's history table.
     """
     _limit_threads(unit.threads, unit.interop_threads)
     import tensorflow as tf
@@ -118,6 +119,7 @@ def run_unit(unit) -> Iterator[dict[str, Any]]:
         yield {
             "arm_id": arm.arm_id,
             "reconstruct": sim_cfg.reconstruct,
+            "feature_scale": sim_cfg.feature_scale_for(model_cfg.N),
             **metrics,
             "final_loss": result.final_loss,
             "final_val_loss": float(result.history["val_loss"][-1]),

@@ -42,6 +42,10 @@ OBJECT_KINDS = ("lines", "grf")
 SCAN_KINDS = ("random", "grid")
 LR_SCHEDULES = ("constant", "cosine")
 RECONSTRUCT_MODES = ("same", "new")
+#: ``SimulationConfig.feature_scale = "auto"`` is ``max(1, N / FEATURE_REFERENCE_N)``: the
+#: object's default lengths (1 px lines, 8 px apart) are those seen by a patch of this many
+#: pixels.
+FEATURE_REFERENCE_N = 32
 #: What a sweep arm's ``loss = NAME`` sets in :class:`TrainingConfig`: every loss of the
 #: registry :data:`ptycho.losses.LOSSES`; ``nll`` and ``mae`` also set the legacy weights.
 _LEGACY_WEIGHTS = {"nll": {"nll_weight": 1.0, "mae_weight": 0.0},
@@ -96,12 +100,19 @@ def _check_choice(owner, name, value, choices):
         _fail(owner, name, value, f"must be one of {', '.join(map(repr, choices))}")
 
 
-def added_option(neutral: Any):
+_NEUTRAL = object()
+
+
+def added_option(neutral: Any, default: Any = _NEUTRAL):
     """A field added after results were recorded, whose value ``neutral`` reproduces what the
-    code computed before it existed (its default). At that value :meth:`_ConfigBase.identity_dict`
-    leaves it out, so run ids (``runner.plan``) stay what they were and a study recorded before
-    the option was added still resumes; any other value is part of the id."""
-    return dataclasses.field(default=neutral, metadata={"neutral": neutral})
+    code computed before it existed (its default unless ``default`` is given). At that value
+    :meth:`_ConfigBase.identity_dict` leaves it out, so run ids (``runner.plan``) stay what they
+    were and a study recorded before the option was added still resumes; any other value is
+    part of the id. With a ``default`` other than ``neutral``, a config that does not set the
+    field computes something new and gets new ids; a study recorded before keeps its ids by
+    setting ``neutral`` explicitly."""
+    return dataclasses.field(default=neutral if default is _NEUTRAL else default,
+                             metadata={"neutral": neutral})
 
 
 class _ConfigBase:
@@ -297,8 +308,17 @@ class SimulationConfig(_ConfigBase):
             network does not learn N=64 in a CPU budget, at 0 the twin image is exact for a
             real probe).
         feature_scale: multiplies the object's lengths in pixels (``ptycho.objects.make_object``:
-            the lines' width 1 px and spacing 8 px, the field's correlation length 6 px); at 2,
-            ``N = 64`` sees in a patch what ``N = 32`` sees at 1 (> 0, at most 16).
+            the lines' width 1 px and spacing 8 px, the field's correlation length 6 px), a
+            number in ``(0, 16]``, or ``"auto"`` (default): ``max(1, N / 32)``
+            (:data:`FEATURE_REFERENCE_N`). From ``N = 32`` up every ``N`` then sees the same
+            object per probe, as a fixed sample does when a larger detector region (``N``)
+            makes the real-space pixel finer: the default probe's radius is ``N / 4`` pixels, a
+            fixed physical width, and the sample's features span ``N / 32`` times the pixels
+            they span at ``N = 32``. Below 32 the pixel is coarser than the 1 px lines and the
+            grid cannot hold them finer: they stay at 1. At 1 everywhere (the code before
+            round 7) the object is fixed in pixels and a larger ``N`` means a larger probe over
+            the same features: gridsize 1 does not learn that at ``N = 64`` (docs/quality.md,
+            round 7). :meth:`feature_scale_for` resolves it.
         object_size: side of the square object in pixels; must hold at least one patch plus the
             scan buffer (checked against ``N`` by :meth:`check_compatible`).
         n_train, n_test: samples (groups of C patterns) in the training and test sets (>= 1).
@@ -322,7 +342,7 @@ class SimulationConfig(_ConfigBase):
     object_kind: str = "lines"
     max_phase: float = math.pi / 4
     object_size: int = 256
-    feature_scale: float = added_option(1.0)
+    feature_scale: float | str = added_option(1.0, default="auto")
     n_train: int = 64
     n_test: int = 128
     scan: str = "grid"
@@ -336,7 +356,10 @@ class SimulationConfig(_ConfigBase):
         _check_choice(o, "object_kind", self.object_kind, OBJECT_KINDS)
         _check_float(o, "max_phase", self.max_phase, 0.0, math.pi)
         _check_int(o, "object_size", self.object_size, 16, 8192)
-        _check_float(o, "feature_scale", self.feature_scale, 0.0, 16.0, lo_open=True)
+        if self.feature_scale != "auto":
+            if isinstance(self.feature_scale, str):
+                _fail(o, "feature_scale", self.feature_scale, "must be \"auto\" or a number")
+            _check_float(o, "feature_scale", self.feature_scale, 0.0, 16.0, lo_open=True)
         _check_int(o, "n_train", self.n_train, 1)
         _check_int(o, "n_test", self.n_test, 1)
         _check_choice(o, "scan", self.scan, SCAN_KINDS)
@@ -344,6 +367,12 @@ class SimulationConfig(_ConfigBase):
         _check_float(o, "jitter", self.jitter, 0.0)
         _check_int(o, "seed", self.seed, 0)
         _check_choice(o, "reconstruct", self.reconstruct, RECONSTRUCT_MODES)
+
+    def feature_scale_for(self, N: int) -> float:
+        """The object's length multiplier at patch size ``N`` (``"auto"``: ``max(1, N / 32)``)."""
+        if self.feature_scale == "auto":
+            return max(1.0, N / FEATURE_REFERENCE_N)
+        return float(self.feature_scale)
 
     def check_compatible(self, model: ModelConfig) -> None:
         """Raise :class:`ConfigError` if the object cannot hold a group of patches of ``model``."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -37,6 +38,24 @@ def test_example_sweep_files_are_valid():
     assert cpu.simulation["reconstruct"] == "same"
     quality = load_sweep(REPO / "experiments" / "quality.toml", check_task=False)
     assert (quality.name, quality.n_units, quality.n_arms) == ("quality", 2, 6)
+
+
+@pytest.mark.parametrize("name", ["dose_response_cpu", "dose_response_n64_cpu"])
+def test_committed_studies_still_resume(name):
+    """results/<name>/ is a study's committed resume point: every recorded arm that its sweep
+    file plans must keep its id, or running the file again would redo hours of arms (e.g. after
+    a default changed: these files pin simulation.feature_scale = 1.0, as their arms ran)."""
+    sweep = load_sweep(REPO / "experiments" / f"{name}.toml", check_task=False)
+    planned = {(u.N, u.gridsize, u.nphotons, a.loss, a.seed): a.arm_id
+               for u in sweep.plan() for a in u.arms}
+    records = [json.loads(p.read_text())
+               for p in (REPO / "results" / name / "records").glob("*.json")]
+    matched = [r for r in records
+               if (r["N"], r["gridsize"], r["nphotons"], r["loss"], r["seed"]) in planned]
+    assert len(matched) >= 10, len(matched)
+    for r in matched:
+        assert r["arm_id"] == planned[(r["N"], r["gridsize"], r["nphotons"], r["loss"],
+                                       r["seed"])], r["arm_id"]
 
 
 def test_expansion_and_unit_helpers(tmp_path):
@@ -137,6 +156,21 @@ def test_an_added_option_at_its_neutral_value_keeps_the_ids(tmp_path):
     explicit["model"]["probe_coma"] = 1.5
     assert not set(arm_ids(explicit)) & set(arm_ids(base))
     assert ModelConfig(probe_coma=1.5).identity_dict()["probe_coma"] == 1.5
+
+
+def test_an_added_option_with_a_new_default_changes_the_ids_unless_pinned():
+    """simulation.feature_scale defaults to "auto" (new objects at N = 64); its neutral 1.0
+    reproduces the code before it, so a file that pins 1.0 keeps its recorded ids."""
+    from ptycho.config import SimulationConfig
+
+    assert SimulationConfig().identity_dict()["feature_scale"] == "auto"
+    assert "feature_scale" not in SimulationConfig(feature_scale=1.0).identity_dict()
+    base = sweep_dict(N=(64,), nphotons=(1e4,), training={"nepochs": 2})
+    pinned = copy.deepcopy(base)
+    pinned.setdefault("simulation", {})["feature_scale"] = 1.0
+    ids = {name: [u.unit_id for u in load_sweep(d).plan()]
+           for name, d in (("default", base), ("pinned", pinned))}
+    assert ids["default"] != ids["pinned"]
 
 
 def test_changing_the_default_loss_or_seed_keeps_the_ids(monkeypatch):

@@ -327,13 +327,25 @@ def test_simulate_unit_shapes_and_layout(gridsize):
         assert len(u) == 3 and np.ptp(np.diff(u)) < 1e-4
 
 
-def test_feature_scale_reaches_the_simulated_objects():
-    sim = SimulationConfig(object_size=64, n_train=4, n_test=4, feature_scale=2.0)
-    train, test = simulate_unit(ModelConfig(N=32, gridsize=1), 1e6, sim)
-    np.testing.assert_array_equal(train.obj, make_object("lines", 64, 0, sim.max_phase, 2.0))
-    assert not np.allclose(train.obj, make_object("lines", 64, 0, sim.max_phase))
+@pytest.mark.parametrize("N, feature_scale, expect", [
+    (32, 2.0, 2.0), (32, "auto", 1.0), (64, "auto", 2.0), (16, "auto", 1.0), (64, 1.0, 1.0),
+    (16, 0.5, 0.5)])
+def test_feature_scale_reaches_the_simulated_objects(N, feature_scale, expect):
+    """A number multiplies the object's lengths; "auto" (the default) is max(1, N / 32): the
+    same object per probe at every N from 32 up, never finer than 1 px lines below."""
+    sim = SimulationConfig(object_size=80, n_train=4, n_test=4, feature_scale=feature_scale)
+    assert sim.feature_scale_for(N) == expect
+    train, test = simulate_unit(ModelConfig(N=N, gridsize=1), 1e6, sim)
+    np.testing.assert_array_equal(train.obj, make_object("lines", 80, 0, sim.max_phase, expect))
+    if expect != 1.0:
+        assert not np.allclose(train.obj, make_object("lines", 80, 0, sim.max_phase))
+
+
+@pytest.mark.parametrize("bad", [0, -1.0, 17.0, "big", float("nan"), True])
+def test_feature_scale_rejects_bad_values(bad):
     with pytest.raises(ConfigError, match="feature_scale"):
-        SimulationConfig(feature_scale=0)
+        SimulationConfig(feature_scale=bad)
+    assert SimulationConfig().feature_scale == "auto"
 
 
 def test_subset(scene):
