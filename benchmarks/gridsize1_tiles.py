@@ -13,6 +13,8 @@ for 200 epochs on 2 cores.
     python benchmarks/gridsize1_tiles.py [SWEEP] [KEY=VALUE ...] [--threads 2]
 
 e.g. ``'arms.loss=["mae"]' 'training.nepochs=200'``; the first unit and arm of the sweep run.
+The default sweep pins ``simulation.feature_scale = 1.0`` (objects fixed in pixels, round 6);
+add ``'simulation.feature_scale="auto"'`` for the default object (round 7).
 """
 
 from __future__ import annotations
