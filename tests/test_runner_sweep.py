@@ -45,7 +45,10 @@ def test_committed_studies_still_resume(name):
     """results/<name>/ is a study's committed resume point: every recorded arm that its sweep
     file plans must keep its id, or running the file again would redo hours of arms (e.g. after
     a default changed: these files pin simulation.feature_scale = 1.0, as their arms ran)."""
+    from runner.outdir import check_output_dir
+
     sweep = load_sweep(REPO / "experiments" / f"{name}.toml", check_task=False)
+    check_output_dir(sweep, REPO / "results" / name)  # the directory takes the file (no writes)
     planned = {(u.N, u.gridsize, u.nphotons, a.loss, a.seed): a.arm_id
                for u in sweep.plan() for a in u.arms}
     records = [json.loads(p.read_text())
