@@ -12,10 +12,13 @@ configuration its arms share, without the fields each arm sets itself (loss, see
 ``N64_g2_p1e+04_3f2a9c1b``. The same file always gives the same ids; changing any setting that
 reaches the task changes them. An option added to a config after studies were run
 (``ptycho.config.added_option``) is left out at its neutral value, so adding an option does
-not orphan the results recorded before it (``ModelConfig.identity_dict``).
+not orphan the results recorded before it (``ModelConfig.identity_dict``). A value that
+depends on ``N`` (``simulation.feature_scale = "auto"``) is resolved per ``N`` first, so the
+id names what the unit computes.
 
 Expansion is linear in the number of arms and shares every dict that units have in common
-(one model dict per ``(N, gridsize)``, one simulation and one training dict per sweep), so a
+(one model dict per ``(N, gridsize)``, one simulation dict per ``N``, one training dict per
+sweep), so a
 10^6-unit plan fits in a few hundred MB (``benchmarks/dry_run_scale.py``).
 """
 
@@ -167,7 +170,7 @@ class Sweep:
         """Expand into units (grid order as given) with their arms (loss x seed); each is a
         :class:`Unit` with its attempt fields unset (see :meth:`Unit.for_attempt`)."""
         slot = _Template.slot
-        sim = SimulationConfig(**self.simulation).identity_dict()
+        sim_cfg = SimulationConfig(**self.simulation)
         base = TrainingConfig(**self.training)
         unit_training = base.identity_dict()  # default seed and loss: shared by the unit's arms
         # The unit's id hashes what its arms share, not the defaults of what each arm sets
@@ -177,6 +180,10 @@ class Sweep:
         arm_training = {loss: base.with_loss(loss).identity_dict() for loss in self.loss}
         units = []
         for n in self.N:
+            # feature_scale "auto" resolved for this N: a unit (and its id) names the object it
+            # simulates, so "auto" keeps the pre-option ids where it is 1 (N <= 32) and equals
+            # an explicit 2.0 at N = 64.
+            sim = sim_cfg.replace(feature_scale=sim_cfg.feature_scale_for(n)).identity_dict()
             for g in self.gridsize:
                 model = ModelConfig(**self.model, N=n, gridsize=g).identity_dict()
                 shared = {"task": self.task, "N": n, "gridsize": g, "nphotons": slot("p"),

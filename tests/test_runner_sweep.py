@@ -38,10 +38,15 @@ def test_example_sweep_files_are_valid():
     assert cpu.simulation["reconstruct"] == "same"
     quality = load_sweep(REPO / "experiments" / "quality.toml", check_task=False)
     assert (quality.name, quality.n_units, quality.n_arms) == ("quality", 2, 6)
+    auto = load_sweep(REPO / "experiments" / "dose_response_n64_auto.toml", check_task=False)
+    assert (auto.name, auto.n_units, auto.n_arms) == ("dose_response_n64_auto", 12, 36)
+    assert auto.simulation["feature_scale"] == "auto"
 
 
-@pytest.mark.parametrize("name", ["dose_response_cpu", "dose_response_n64_cpu"])
-def test_committed_studies_still_resume(name):
+@pytest.mark.parametrize("name, at_least", [("dose_response_cpu", 32),
+                                             ("dose_response_n64_cpu", 14),
+                                             ("dose_response_n64_auto", 4)])
+def test_committed_studies_still_resume(name, at_least):
     """results/<name>/ is a study's committed resume point: every recorded arm that its sweep
     file plans must keep its id, or running the file again would redo hours of arms (e.g. after
     a default changed: these files pin simulation.feature_scale = 1.0, as their arms ran)."""
@@ -55,7 +60,7 @@ def test_committed_studies_still_resume(name):
                for p in (REPO / "results" / name / "records").glob("*.json")]
     matched = [r for r in records
                if (r["N"], r["gridsize"], r["nphotons"], r["loss"], r["seed"]) in planned]
-    assert len(matched) >= 10, len(matched)
+    assert len(matched) >= at_least, len(matched)
     for r in matched:
         assert r["arm_id"] == planned[(r["N"], r["gridsize"], r["nphotons"], r["loss"],
                                        r["seed"])], r["arm_id"]
@@ -171,9 +176,15 @@ def test_an_added_option_with_a_new_default_changes_the_ids_unless_pinned():
     base = sweep_dict(N=(64,), nphotons=(1e4,), training={"nepochs": 2})
     pinned = copy.deepcopy(base)
     pinned.setdefault("simulation", {})["feature_scale"] = 1.0
-    ids = {name: [u.unit_id for u in load_sweep(d).plan()]
-           for name, d in (("default", base), ("pinned", pinned))}
-    assert ids["default"] != ids["pinned"]
+    explicit = copy.deepcopy(base)
+    explicit.setdefault("simulation", {})["feature_scale"] = 2.0
+    ids = {name: [(u.unit_id, [a.arm_id for a in u.arms]) for u in load_sweep(d).plan()]
+           for name, d in (("default", base), ("pinned", pinned), ("explicit", explicit))}
+    assert ids["default"] != ids["pinned"]  # N = 64: auto is 2, another object
+    assert ids["default"] == ids["explicit"]  # ids name the resolved object, not the spelling
+    at32 = {name: [u.unit_id for u in load_sweep({**d, "grid": {**d["grid"], "N": [32]}}).plan()]
+            for name, d in (("default", base), ("pinned", pinned))}
+    assert at32["default"] == at32["pinned"]  # N = 32: auto is 1, the pre-option ids
 
 
 def test_changing_the_default_loss_or_seed_keeps_the_ids(monkeypatch):
