@@ -310,8 +310,9 @@ class SimulationConfig(_ConfigBase):
         feature_scale: multiplies the object's lengths in pixels (``ptycho.objects.make_object``:
             the lines' width 1 px and spacing 8 px, the field's correlation length 6 px), a
             number in ``(0, 16]``, or ``"auto"`` (default): ``max(1, N / 32)``
-            (:data:`FEATURE_REFERENCE_N`). From ``N = 32`` up every ``N`` then sees the same
-            object per probe, as a fixed sample does when a larger detector region (``N``)
+            (:data:`FEATURE_REFERENCE_N`). From ``N = 32`` up every ``N`` then sees about the
+            same object per probe (widths and spacings scale; the lines' lengths follow
+            ``object_size``), as a fixed sample does when a larger detector region (``N``)
             makes the real-space pixel finer: the default probe's radius is ``N / 4`` pixels, a
             fixed physical width, and the sample's features span ``N / 32`` times the pixels
             they span at ``N = 32``. Below 32 the pixel is coarser than the 1 px lines and the

@@ -18,8 +18,7 @@ id names what the unit computes.
 
 Expansion is linear in the number of arms and shares every dict that units have in common
 (one model dict per ``(N, gridsize)``, one simulation dict per ``N``, one training dict per
-sweep), so a
-10^6-unit plan fits in a few hundred MB (``benchmarks/dry_run_scale.py``).
+sweep), so a 10^6-unit plan fits in a few hundred MB (``benchmarks/dry_run_scale.py``).
 """
 
 from __future__ import annotations
