@@ -32,6 +32,7 @@ __all__ = [
     "illuminated_crop",
     "covered_region",
     "remove_global_phase",
+    "phase_near",
     "frc",
     "frc50",
     "image_metrics",
@@ -93,6 +94,15 @@ def remove_global_phase(est, ref) -> np.ndarray:
     inner = np.sum(est.astype(np.complex128) * np.conj(ref.astype(np.complex128)))
     phi0 = float(np.angle(inner))
     return (est * np.exp(-1j * phi0)).astype(dtype)
+
+
+def phase_near(est, ref) -> np.ndarray:
+    """``angle(est)`` in radians, taken modulo 2 pi nearest to ``angle(ref)`` pixelwise, so
+    phase wraps never count as errors: ``angle(ref) + angle(exp(i angle(est)) conj(ref))``.
+    Where ``est`` is 0 its phase is 0 (numpy's ``angle(0)``), never ``angle(ref)``: an empty
+    estimate must not score a perfect phase. ``est``, ``ref``: complex, equal shapes."""
+    ref_phase = np.angle(ref).astype(np.float64)
+    return ref_phase + np.angle(np.exp(1j * np.angle(est)) * np.conj(ref))
 
 
 def frc(a, b) -> tuple[np.ndarray, np.ndarray]:
@@ -260,8 +270,9 @@ def evaluate(est_obj, ref_obj, region=None) -> dict[str, float]:
     ``|est|`` with ``|ref|`` (:func:`image_metrics`, default data range). Phase metrics compare
     ``angle(ref) + d`` with ``angle(ref)``, where ``d = angle(est * conj(ref))`` is the phase
     difference wrapped to [-pi, pi]: i.e. ``angle(est)`` taken modulo 2 pi nearest to
-    ``angle(ref)`` pixelwise, so phase wraps never count as errors. Phase PSNR/SSIM use the
-    data range ``ptp(angle(ref))``, or 2 pi if that is below 1e-6 rad. Units: phase in radians.
+    ``angle(ref)`` pixelwise (:func:`phase_near`), so phase wraps never count as errors.
+    Phase PSNR/SSIM use the data range ``ptp(angle(ref))``, or 2 pi if that is below 1e-6 rad.
+    Units: phase in radians.
     """
     est, ref = _check_2d_pair(est_obj, ref_obj, "evaluate")
     region = _as_region(region, est.shape)
@@ -278,7 +289,7 @@ def evaluate(est_obj, ref_obj, region=None) -> dict[str, float]:
 
     amp = image_metrics(np.abs(est), np.abs(ref))
     ref_phase = np.angle(ref)
-    est_phase = ref_phase + np.angle(est * np.conj(ref))
+    est_phase = phase_near(est, ref)
     span = float(np.ptp(ref_phase))
     phase_range = span if span >= 1e-6 else 2 * math.pi
     phase = image_metrics(est_phase, ref_phase, data_range=phase_range)

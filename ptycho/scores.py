@@ -24,7 +24,7 @@ import math
 
 import numpy as np
 
-from .evaluation import image_metrics, remove_global_phase
+from .evaluation import image_metrics, phase_near, remove_global_phase
 
 __all__ = ["SCORE_KEYS", "plane_removed", "frc50_px", "upstream_scores"]
 
@@ -91,7 +91,7 @@ def upstream_scores(est_obj, ref_obj) -> dict[str, float]:
     amp = _pair(est_n, ref_n, ref_n)
 
     ref_phase = np.angle(ref).astype(np.float64)
-    est_phase = ref_phase + np.angle(est * np.conj(ref))
+    est_phase = phase_near(est, ref)
     ref_p, est_p = plane_removed(ref_phase), plane_removed(est_phase)
     phase = _pair(est_p, ref_p, ref_p if np.ptp(ref_p) >= 1e-6 else np.array([0, 2 * np.pi]))
 

@@ -54,3 +54,18 @@ def test_plane_removed_and_frc50_px():
     assert frc50_px(0.5) == 1.0 and frc50_px(0.125) == 4.0 and frc50_px(0.0) == math.inf
     with pytest.raises(ValueError, match="equal shape"):
         upstream_scores(np.ones((4, 4)), np.ones((4, 5)))
+
+
+def test_an_empty_estimate_does_not_score_a_perfect_phase():
+    """A collapsed model (amplitude 0 everywhere, seen at 1e2 photons with the MAE) has no
+    phase; scoring it must not borrow the truth's (the phase was angle(ref) + angle(0 * ...))."""
+    from ptycho.evaluation import evaluate
+
+    truth = lines_object(64, 3)
+    empty = np.zeros_like(truth)
+    s = upstream_scores(empty, truth)
+    assert s["phase_plane_ssim"] < 0.5 and s["phase_plane_psnr"] < 40
+    e = evaluate(empty, truth)
+    assert e["phase_ssim"] < 0.5 and e["phase_mae"] > 0.1
+    # an exact estimate still scores perfectly, also where wraps would otherwise count
+    assert upstream_scores(truth * np.exp(2j * np.pi), truth)["phase_plane_ssim"] > 0.999
