@@ -60,7 +60,7 @@ def main() -> None:
                     default=str(ROOT / "experiments" / "dose_response_n64_cpu.toml"))
     ap.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
     ap.add_argument("--threads", type=int, default=2)
-    args = ap.parse_args()
+    args = ap.parse_intermixed_args()  # overrides before or after the options
     sweep = load_sweep(args.sweep, overrides=[*DEFAULT_OVERRIDES, *args.overrides])
     unit = sweep.plan()[0]
     arm = unit.arms[0]

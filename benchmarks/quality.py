@@ -117,7 +117,7 @@ def main() -> None:
     ap.add_argument("--target", type=float, default=0.7, help="amp SSIM to time")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--csv", help="also write every scoring (per epoch) to this CSV")
-    args = ap.parse_args()
+    args = ap.parse_intermixed_args()  # overrides before or after the options
     df = run(Path(args.sweep), args.every, args.threads, args.overrides)
     if args.csv:
         df.to_csv(args.csv, index=False)
