@@ -375,6 +375,11 @@ class SimulationConfig(_ConfigBase):
             return max(1.0, N / FEATURE_REFERENCE_N)
         return float(self.feature_scale)
 
+    def for_N(self, N: int) -> SimulationConfig:
+        """A copy with every ``N``-dependent value resolved (``feature_scale = "auto"``): what
+        a unit at patch size ``N`` simulates, so run ids name it (``runner.plan``)."""
+        return self.replace(feature_scale=self.feature_scale_for(N))
+
     def check_compatible(self, model: ModelConfig) -> None:
         """Raise :class:`ConfigError` if the object cannot hold a group of patches of ``model``."""
         need = model.N + (model.gridsize - 1) * model.offset + 2 * self.scan_buffer + 2

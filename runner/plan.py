@@ -13,8 +13,8 @@ configuration its arms share, without the fields each arm sets itself (loss, see
 reaches the task changes them. An option added to a config after studies were run
 (``ptycho.config.added_option``) is left out at its neutral value, so adding an option does
 not orphan the results recorded before it (``ModelConfig.identity_dict``). A value that
-depends on ``N`` (``simulation.feature_scale = "auto"``) is resolved per ``N`` first, so the
-id names what the unit computes.
+depends on ``N`` (``simulation.feature_scale = "auto"``) is resolved per ``N`` first
+(``SimulationConfig.for_N``), so the id names what the unit computes.
 
 Expansion is linear in the number of arms and shares every dict that units have in common
 (one model dict per ``(N, gridsize)``, one simulation dict per ``N``, one training dict per
@@ -179,10 +179,9 @@ class Sweep:
         arm_training = {loss: base.with_loss(loss).identity_dict() for loss in self.loss}
         units = []
         for n in self.N:
-            # feature_scale "auto" resolved for this N: a unit (and its id) names the object it
-            # simulates, so "auto" keeps the pre-option ids where it is 1 (N <= 32) and equals
-            # an explicit 2.0 at N = 64.
-            sim = sim_cfg.replace(feature_scale=sim_cfg.feature_scale_for(n)).identity_dict()
+            # N-dependent values resolved: "auto" keeps the pre-option ids where it is 1
+            # (N <= 32) and has an explicit 2.0's at N = 64.
+            sim = sim_cfg.for_N(n).identity_dict()
             for g in self.gridsize:
                 model = ModelConfig(**self.model, N=n, gridsize=g).identity_dict()
                 shared = {"task": self.task, "N": n, "gridsize": g, "nphotons": slot("p"),
