@@ -175,3 +175,26 @@ def test_every_loss_keeps_its_size_across_doses():
                 lam, y = np.sqrt(lam), np.sqrt(y)
             excess.append(float(fn(y, 2.0 * lam)) - float(fn(y, lam)))
         assert 0.2 < excess[0] / excess[1] < 5, (name, excess)
+
+
+def test_at_low_dose_the_mae_prefers_no_object_and_the_likelihoods_the_truth():
+    """Why the MAE arm collapses to an all-dark output at 1e2 photons (docs/quality.md, round
+    8): a diffraction pattern is a few bright pixels and many faint ones; at low dose the faint
+    ones count 0, where the amplitude error of the truth, sqrt(lam), exceeds that of a dark
+    prediction, 0. The Poisson likelihoods are minimised by the mean at every dose."""
+    rng = np.random.default_rng(3)
+    lam = np.full((4, 32, 32, 1), 0.02, np.float32)  # faint pixels
+    lam[:, 15:17, 15:17] = 10.0  # a bright centre: about 60 photons per pattern
+    for dose_factor, mae_prefers_dark in ((1.0, True), (1e4, False)):
+        mean = dose_factor * lam
+        y = rng.poisson(mean).astype(np.float32)
+        per_pixel = float(mean.mean())
+        mae = get_loss("mae").make(per_pixel, TrainingConfig())
+        at_truth = float(mae(np.sqrt(y), np.sqrt(mean)))
+        dark = float(mae(np.sqrt(y), np.zeros_like(mean)))
+        assert (dark < at_truth) == mae_prefers_dark, (dose_factor, dark, at_truth)
+        for name in ("nll", "nll_huber"):
+            nll = get_loss(name).make(per_pixel, TrainingConfig())
+            at_truth = float(nll(y, mean))
+            for s in (0.1, 0.5, 0.8, 1.25):
+                assert at_truth < float(nll(y, s * s * mean)), (name, dose_factor, s)
