@@ -8,6 +8,11 @@ the union of both grids and arms, so ``status`` and ``plot`` see every unit that
 planned there, and every old row stays. A changed setting is refused with the keys that
 changed and how to start a new directory.
 
+Settings equal as written can still mean other runs when a default changed in between (a
+setting the file leaves out now resolves to something else). Arm ids hash the resolved
+settings, so :func:`check_recorded_ids` refuses a directory whose records sit at grid points
+of the sweep under ids the sweep no longer gives them.
+
 A run holds :func:`output_lock` on the directory from before it checks the directory until it
 ends, so two starts can never both pass the check.
 """
@@ -25,7 +30,7 @@ from .paths import OutputPaths
 from .plan import Sweep, dumps_toml
 from .sweep import Problem, SweepError, load_sweep
 
-__all__ = ["check_output_dir", "merge_sweeps", "output_lock"]
+__all__ = ["check_output_dir", "check_recorded_ids", "merge_sweeps", "output_lock"]
 
 
 def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
@@ -96,6 +101,36 @@ def check_output_dir(sweep: Sweep, out_dir: str | Path) -> Sweep:
             f"{details}); a study can grow in place only in [grid] and [arms]: pick another "
             f"--out or give the sweep a new sweep.name"])
     return merge_sweeps(other, sweep)
+
+
+def _point(rec: dict[str, Any]) -> tuple:
+    """A record's or an arm's grid point: (N, gridsize, nphotons, loss, seed)."""
+    return (rec.get("N"), rec.get("gridsize"), rec.get("nphotons"), rec.get("loss"),
+            rec.get("seed"))
+
+
+def check_recorded_ids(sweep: Sweep, units: list, records: dict[str, dict[str, Any]],
+                       out_dir: str | Path) -> None:
+    """Raise :class:`SweepError` if a record in the directory sits at a grid point of
+    ``units`` (the sweep's plan) under an id the plan does not give that point: the code now
+    resolves the same file to other settings (a default it leaves out has changed), and
+    running would put a second, different arm beside each old one."""
+    planned: dict[tuple, str] = {}
+    for u in units:
+        for a in u.arms:
+            planned[(u.N, u.gridsize, u.nphotons, a.loss, a.seed)] = a.arm_id
+    moved = [(arm_id, planned[_point(rec)]) for arm_id, rec in sorted(records.items())
+             if _point(rec) in planned and planned[_point(rec)] != arm_id]
+    if moved:
+        old, new = moved[0]
+        N, g, p, loss, seed = _point(records[old])
+        raise SweepError(sweep.source, [
+            f"output directory {Path(out_dir)} holds {len(moved)} arm(s) that this code would "
+            f"run under other ids (e.g. N={N} gridsize={g} nphotons={p:g} loss={loss} seed="
+            f"{seed}: recorded {old}, now {new}): a default the sweep file leaves unset has "
+            f"changed since they ran; write that setting with its old value (the records' "
+            f"columns show it) into the sweep file and into {OutputPaths(out_dir).sweep_toml}, "
+            f"or pick another --out"])
 
 
 def _flock(fd: int, root: Path) -> None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .outdir import check_output_dir
+from .outdir import check_output_dir, check_recorded_ids
 from .paths import OutputPaths
 from .schema import IDENTITY
 from .store import read_records
@@ -115,6 +115,7 @@ def plan_run(sweep: str | Path | Mapping[str, Any] | Sweep, out_dir: str | Path 
     recorded = check_output_dir(sw, paths.root)
     existing = read_records(paths)
     units = sw.plan()
+    check_recorded_ids(sw, units, existing, paths.root)
     todo: dict[str, Sequence[Arm]] = {}
     for u in units:
         if force or not existing:  # every arm runs: share the unit's tuple (no copy per unit)

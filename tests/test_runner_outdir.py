@@ -71,6 +71,36 @@ def test_a_changed_setting_is_refused_naming_the_key(tmp_path, capsys):
     assert len(read_records(OutputPaths(out))) == 2
 
 
+def test_a_changed_default_is_refused_not_run_beside_the_old_arms(tmp_path, capsys):
+    """Round 7 changed simulation.feature_scale's default from 1 to "auto" (2 at N = 64): a
+    directory written before, whose sweep.toml leaves it out, now reads as another object
+    with the same text. Its arms' ids say so; the run is refused, nothing is written."""
+    out = tmp_path / "out"
+    old = sweep_dict(N=(64,), simulation={"object_size": 300, "feature_scale": 1.0})
+    runner.run_sweep(old, out, progress=False)
+    before = _attempts(out)
+    # the directory as the code before the option wrote it: the setting left out
+    toml = OutputPaths(out).sweep_toml
+    toml.write_text("".join(line for line in toml.read_text().splitlines(keepends=True)
+                            if not line.startswith("feature_scale")))
+    path = write_sweep(tmp_path / "s.toml", sweep_dict(N=(64,), nphotons=(1e4, 1e5)))
+    capsys.readouterr()
+    assert cli.main(["run", str(path), "--out", str(out), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "holds 2 arm(s) that this code would run under other ids" in err[0]
+    assert "N=64 gridsize=1 nphotons=10000" in err[0] and str(path) in err[0]
+    assert _attempts(out) == before
+    # pinned to its old value, the same study grows in place
+    pinned = write_sweep(tmp_path / "p.toml", sweep_dict(
+        N=(64,), nphotons=(1e4, 1e5), simulation={"object_size": 300, "feature_scale": 1.0}))
+    assert f"into the sweep file and into {toml}" in err[0]
+    toml.write_text(toml.read_text().replace("[simulation]\n",
+                                             "[simulation]\nfeature_scale = 1.0\n"))
+    assert cli.main(["run", str(pinned), "--out", str(out), "--no-progress"]) == 0
+    after = _attempts(out)
+    assert len(after) == 4 and {k: after[k] for k in before} == before
+
+
 def test_overrides_are_validated_applied_and_recorded(tmp_path, capsys):
     path = write_sweep(tmp_path / "s.toml", sweep_dict(training={"nepochs": 2}))
     out = tmp_path / "out"
