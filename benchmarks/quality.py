@@ -10,7 +10,11 @@ minutes of training (scoring excluded) until the mean-normalised amplitude SSIM 
 another heavy job runs.
 
     python benchmarks/quality.py [experiments/quality.toml] [KEY=VALUE ...] [--every 5]
-        [--target 0.7] [--threads 2] [--csv out.csv]
+        [--target 0.7] [--threads 2] [--csv out.csv] [--save DIR]
+
+``--save DIR`` writes each arm's final reconstruction of both scans, ``<arm>_<mode>.npz`` (the
+arrays of an arm's artifact: ``amplitude``, ``phase``, ``true_amplitude``, ``true_phase``) and
+``<arm>_<mode>.png`` (truth and reconstruction, amplitude and phase), to look at.
 
 ``KEY=VALUE`` overrides the sweep file as on ``ptycho-sweep run`` (``'arms.loss=["mae"]'``).
 """
@@ -45,6 +49,7 @@ class ScoreEvery(keras.callbacks.Callback):
         super().__init__()
         self.every, self.scans, self.nepochs = every, scans, nepochs
         self.rows, self.train_s, self._t = [], 0.0, None
+        self.arrays = {}  # mode -> the arrays of the last scoring
 
     def on_epoch_begin(self, epoch, logs=None):
         self._t = time.perf_counter()
@@ -55,12 +60,38 @@ class ScoreEvery(keras.callbacks.Callback):
         if done % self.every and done != self.nepochs:
             return
         for mode, data in self.scans.items():
-            metrics, _ = score(self.model, data)
+            metrics, self.arrays[mode] = score(self.model, data)
             self.rows.append({"epoch": done, "train_min": self.train_s / 60, "mode": mode,
                               **metrics})
 
 
-def run(sweep_path: Path, every: int, threads: int, overrides=()) -> pd.DataFrame:
+def save(out: Path, stem: str, mode: str, metrics: dict, arrays: dict) -> None:
+    """``<stem>_<mode>.npz`` and a 2 x 2 PNG: truth and reconstruction, amplitude and phase."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    out.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(out / f"{stem}_{mode}.npz", **arrays)
+    fig, axes = plt.subplots(2, 2, figsize=(7, 7), layout="constrained")
+    for ax, key, title in zip(axes.flat, ("true_amplitude", "amplitude", "true_phase", "phase"),
+                              ("truth, amplitude", f"amplitude, SSIM "
+                               f"{metrics['amp_norm_ssim']:.2f} (constant "
+                               f"{metrics['amp_norm_ssim_baseline']:.2f})", "truth, phase (rad)",
+                               f"phase, SSIM {metrics['phase_plane_ssim']:.2f}"), strict=True):
+        fig.colorbar(ax.imshow(arrays[key], cmap="gray"), ax=ax, shrink=0.8)
+        ax.set_title(title, fontsize="small")
+        ax.axis("off")
+    fig.suptitle(f"{stem}, {'in situ (training scan)' if mode == 'same' else 'a new object'}",
+                 fontsize="medium")
+    fig.savefig(out / f"{stem}_{mode}.png", dpi=80)
+    plt.close(fig)
+
+
+def run(sweep_path: Path, every: int, threads: int, overrides=(),
+        save_dir: Path | None = None) -> pd.DataFrame:
     import tensorflow as tf
 
     tf.config.threading.set_intra_op_parallelism_threads(threads)
@@ -85,6 +116,12 @@ def run(sweep_path: Path, every: int, threads: int, overrides=()) -> pd.DataFram
                 rows.append({"N": unit.N, "gridsize": unit.gridsize, "nphotons": unit.nphotons,
                              "loss": arm.loss, "seed": arm.seed, **r})
             last = rows[-1]
+            if save_dir is not None:
+                stem = (f"N{unit.N}_g{unit.gridsize}_p{unit.nphotons:.0e}_{arm.loss}_"
+                        f"s{arm.seed}")
+                for mode, arrays in cb.arrays.items():
+                    metrics = next(r for r in reversed(cb.rows) if r["mode"] == mode)
+                    save(save_dir, stem, mode, metrics, arrays)
             print(f"  done N={unit.N} gs={unit.gridsize} {unit.nphotons:.0e} {arm.loss}: "
                   f"{last['train_min']:.1f} min", flush=True)
     return pd.DataFrame(rows)
@@ -117,8 +154,10 @@ def main() -> None:
     ap.add_argument("--target", type=float, default=0.7, help="amp SSIM to time")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--csv", help="also write every scoring (per epoch) to this CSV")
+    ap.add_argument("--save", type=Path, metavar="DIR",
+                    help="write each arm's final reconstructions (.npz and .png) here")
     args = ap.parse_intermixed_args()  # overrides before or after the options
-    df = run(Path(args.sweep), args.every, args.threads, args.overrides)
+    df = run(Path(args.sweep), args.every, args.threads, args.overrides, args.save)
     if args.csv:
         df.to_csv(args.csv, index=False)
     table = summary(df, args.target)

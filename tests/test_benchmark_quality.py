@@ -43,7 +43,7 @@ def test_quality_benchmark_prints_both_modes_and_applies_overrides(tmp_path):
     out = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "quality.py"), str(sweep),
          "training.nepochs=2", "grid.gridsize=[2]", "--every", "1", "--threads", "1",
-         "--csv", str(csv)],
+         "--csv", str(csv), "--save", str(tmp_path / "recon")],
         capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     every = pd.read_csv(csv)
@@ -55,3 +55,12 @@ def test_quality_benchmark_prints_both_modes_and_applies_overrides(tmp_path):
     header = next(line for line in table if "amp_norm_ssim_baseline" in line)
     assert "min_to_0.7" in header
     assert sum(" same " in line or " new " in line for line in table) == 2
+    # --save: each mode's final reconstruction, arrays and picture
+    import numpy as np
+
+    stem = tmp_path / "recon" / "N16_g2_p1e+09_mae_s0"
+    for mode in ("same", "new"):
+        with np.load(f"{stem}_{mode}.npz") as z:
+            assert set(z.files) == {"amplitude", "phase", "true_amplitude", "true_phase"}
+            assert z["amplitude"].shape == z["true_amplitude"].shape
+        assert Path(f"{stem}_{mode}.png").stat().st_size > 1000
