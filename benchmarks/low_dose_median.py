@@ -43,8 +43,11 @@ BLUR_PX = 2.0  # the low-passed truth: the lines' width at N = 64
 
 
 def intensities(patches: np.ndarray, probe: np.ndarray) -> np.ndarray:
-    """``(P, N, N)`` far-field intensities ``|F(probe * patch)|**2`` of ``(P, N, N)`` patches."""
-    return np.abs(np.fft.fft2(probe * patches, norm="ortho")) ** 2
+    """``(P, N, N)`` far-field intensities of ``(P, N, N)`` patches under ``probe``: the
+    simulation's own forward model (``ptycho.diffsim.diffract``), squared."""
+    from ptycho.diffsim import diffract
+
+    return diffract(probe * patches).astype(np.float64) ** 2
 
 
 def blurred(patches: np.ndarray, sigma: float) -> np.ndarray:
