@@ -13,13 +13,16 @@ record of the attempt (a lost event costs nothing but latency).
 
 This module is also the Dask *preload* of the workers of a cluster the backend starts itself
 (:func:`dask_setup`: those worker processes ignore SIGINT, so a terminal's Ctrl-C is left to the
-orchestrator, which cancels the units and closes the cluster).
+orchestrator, which cancels the units and closes the cluster) and do not log the heartbeat
+failure that ``distributed`` reports when a worker closes while a heartbeat is in flight (the
+closing worker shuts its own connection under it; :class:`HeartbeatTeardownFilter`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import itertools
+import logging
 import os
 import shutil
 import signal
@@ -35,7 +38,8 @@ from .paths import OutputPaths
 from .resources import worker_env
 from .store import atomic_write_json, read_json
 
-__all__ = ["run_unit_on_dask_worker", "dask_setup", "LOG_LIMIT_BYTES", "WORKER_ENV"]
+__all__ = ["run_unit_on_dask_worker", "dask_setup", "HeartbeatTeardownFilter", "LOG_LIMIT_BYTES",
+           "WORKER_ENV"]
 
 #: At most this much of an attempt's log is shipped back.
 LOG_LIMIT_BYTES = 1 << 20
@@ -46,9 +50,33 @@ WORKER_ENV = "PTYCHO_SWEEP_DASK_WORKER"
 # -- on the Dask worker ----------------------------------------------------------------------
 def dask_setup(worker: Any) -> None:
     """Dask preload hook (``preload=["runner.dask_task"]``): this worker process ignores
-    SIGINT (a Ctrl-C in the orchestrator's terminal reaches its whole process group)."""
+    SIGINT (a Ctrl-C in the orchestrator's terminal reaches its whole process group), and its
+    teardown does not print the heartbeat race (:class:`HeartbeatTeardownFilter`)."""
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+    logging.getLogger("distributed.worker").addFilter(HeartbeatTeardownFilter(worker))
+
+
+class HeartbeatTeardownFilter(logging.Filter):
+    """Drops what ``Worker.heartbeat`` logs while its worker is closing.
+
+    Closing a worker sets its status to ``closing`` and then closes its connections; a
+    heartbeat in flight at that moment fails with ``CommClosedError`` and distributed logs it at
+    ERROR with a traceback ("Failed to communicate with scheduler during heartbeat"), which a
+    user saw after some Ctrl-C of a run with a cluster started here. A heartbeat failure of a
+    worker that is not closing (a lost scheduler) is still logged."""
+
+    CLOSING = frozenset({"closing", "closing_gracefully", "closed"})
+
+    def __init__(self, worker: Any):
+        super().__init__()
+        self.worker = worker
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.funcName != "heartbeat":
+            return True
+        status = getattr(self.worker, "status", None)
+        return getattr(status, "name", status) not in self.CLOSING
 
 
 class _RecordStream:

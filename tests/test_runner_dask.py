@@ -551,3 +551,42 @@ def test_terminal_ctrl_c_reaches_the_whole_group_and_the_local_workers_ignore_it
     assert proc.returncode == 130, err[-3000:]
     assert "KeyboardInterrupt" not in err and "Traceback" not in err, err[-3000:]
     wait_for(lambda: pid_gone(unit_pid) and pid_gone(dask_pid), timeout=15)
+
+
+def test_a_closing_worker_does_not_log_the_heartbeat_it_cut_but_a_running_one_does(caplog):
+    """The preload of the workers started here drops the heartbeat failure of a worker that is
+    closing (its own close cuts the heartbeat's connection: the traceback a Ctrl-C printed
+    now and then), and keeps that of a running worker (a scheduler really lost)."""
+    distributed = pytest.importorskip("distributed")
+    from distributed.core import Status
+
+    from runner.dask_task import HeartbeatTeardownFilter, dask_setup
+
+    class FakeWorker:
+        status = Status.running
+
+    worker = FakeWorker()
+    t = threading.Thread(target=dask_setup, args=(worker,))  # not the main thread: no signal
+    t.start()
+    t.join()
+    logger = logging.getLogger("distributed.worker")
+    added = [f for f in logger.filters if isinstance(f, HeartbeatTeardownFilter)]
+    try:
+        def heartbeat():  # what distributed's Worker.heartbeat logs on a failed heartbeat
+            logger.error("Failed to communicate with scheduler during heartbeat.")
+
+        def other():
+            logger.error("another error")
+
+        with caplog.at_level(logging.INFO, logger="distributed.worker"):
+            heartbeat()
+            worker.status = Status.closing
+            heartbeat()
+            other()
+            worker.status = Status.closed
+            heartbeat()
+        assert [r.funcName for r in caplog.records] == ["heartbeat", "other"]
+        assert distributed.worker.logger is logger  # the logger distributed writes to
+    finally:
+        for f in added:
+            logger.removeFilter(f)
