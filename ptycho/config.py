@@ -38,6 +38,8 @@ __all__ = [
 
 SUPPORTED_N = (16, 32, 64, 128, 256)
 AMP_ACTIVATIONS = ("sigmoid", "swish", "softplus", "relu")
+#: ``ModelConfig.stem``: what the U-Net does to the patterns first (``ptycho.model._unet``).
+STEMS = ("none", "patchify")
 OBJECT_KINDS = ("lines", "grf")
 SCAN_KINDS = ("random", "grid")
 LR_SCHEDULES = ("constant", "cosine")
@@ -173,6 +175,10 @@ class ModelConfig(_ConfigBase):
         intensity_scale_trainable: let the log intensity scale be learnt (default False: the
             dose fixes it, and a free scale trades off against the object amplitude).
         amp_activation: activation of the amplitude head.
+        stem: ``"none"``: the U-Net's first level runs at ``N x N``; ``"patchify"``: a 2x2
+            stride-2 convolution first, so the U-Net runs at ``N/2 x N/2`` (one level fewer,
+            about a quarter of the cost) and decodes to the ``N/2`` object region at full
+            resolution (needs ``pad_object``).
         use_xla: use the XLA-compilable translation and compile the model with ``jit_compile``.
     """
 
@@ -189,6 +195,7 @@ class ModelConfig(_ConfigBase):
     probe_trainable: bool = False
     intensity_scale_trainable: bool = False
     amp_activation: str = "sigmoid"
+    stem: str = added_option("none")
     use_xla: bool = False
 
     def __post_init__(self):
@@ -207,6 +214,13 @@ class ModelConfig(_ConfigBase):
         _check_bool(o, "probe_trainable", self.probe_trainable)
         _check_bool(o, "intensity_scale_trainable", self.intensity_scale_trainable)
         _check_choice(o, "amp_activation", self.amp_activation, AMP_ACTIVATIONS)
+        _check_choice(o, "stem", self.stem, STEMS)
+        if self.stem == "patchify" and self.N < 32:
+            _fail(o, "stem", self.stem, "\"patchify\" needs N >= 32 (its U-Net runs at N/2 "
+                  "and bottoms out at 8 x 8)")
+        if self.stem == "patchify" and not self.pad_object:
+            _fail(o, "stem", self.stem, "\"patchify\" needs pad_object = true (the U-Net "
+                  "decodes the N/2 object region)")
         _check_bool(o, "use_xla", self.use_xla)
 
     @property

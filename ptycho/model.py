@@ -101,23 +101,31 @@ def _unet(x, cfg: ModelConfig):
     """U-Net on normalised amplitudes ``(B, N, N, C)`` -> ``(amplitude, phase)`` of the object
     region, each ``(B, N/2, N/2, C)`` (``pad_object``) or ``(B, N, N, C)``.
 
+    Stem (``cfg.stem``): none, or ``"patchify"``: a 2x2 stride-2 convolution, after which the
+    U-Net below runs on ``N/2 x N/2`` features and decodes to its full resolution, ``N/2``.
     Encoder: per level two 3x3 convolutions and a 2x2 max-pool down to ``8 x 8``; bottleneck:
     two 3x3 convolutions. Decoder, per level: a 1x1 convolution (channel reduction at the low
     resolution, where it is cheap), 2x upsampling, concatenation with the encoder's features at
     that resolution, one 3x3 convolution. Shared by the amplitude head (``amp_activation``) and
     the phase head (``pi * tanh``), each a 3x3 convolution to C channels.
     """
-    filters = filter_counts(cfg.N, cfg.n_filters_scale)
+    side = cfg.N
+    if cfg.stem == "patchify":
+        side = cfg.N // 2
+        x = keras.layers.Conv2D(filter_counts(side, cfg.n_filters_scale)[0], 2, strides=2,
+                                activation="relu", name="stem")(x)
+    filters = filter_counts(side, cfg.n_filters_scale)
     depth = len(filters)
     skips = []
     for k in range(depth):
         x = _conv(x, filters[k], f"enc{k}_a")
         x = _conv(x, filters[k], f"enc{k}_b")
-        skips.append(x)  # resolution N / 2**k
+        skips.append(x)  # resolution side / 2**k
         x = keras.layers.MaxPooling2D(2, name=f"pool{k}")(x)
     x = _conv(x, filters[-1], "bottleneck_a")
     x = _conv(x, filters[-1], "bottleneck_b")  # resolution 8
-    last = 1 if cfg.pad_object else 0  # decode to N/2 (padded later) or to N
+    # decode to N/2 (padded to N later), or to N; a patchify stem's side is already N/2
+    last = 1 if cfg.pad_object and side == cfg.N else 0
     for k in range(depth - 1, last - 1, -1):
         x = keras.layers.Conv2D(filters[k], 1, activation="relu", name=f"reduce{k}")(x)
         x = keras.layers.UpSampling2D(2, name=f"up{k}")(x)

@@ -206,3 +206,31 @@ def test_legacy_params_view_round_trips_the_config_dataclasses():
     legacy = {**params._defaults(), **params.legacy_values(custom, params.MODEL_KEYS)}
     assert params.model_config_from_cfg(legacy) == custom
     assert legacy["default_probe_scale"] == 1.1 and legacy["use_xla_translate"] is True
+
+
+@pytest.mark.parametrize("N,gridsize", [(128, 2), (64, 1)])
+def test_a_patchify_stem_runs_the_unet_at_half_size_with_the_same_outputs(N, gridsize):
+    """stem = "patchify": a 2x2 stride-2 convolution first, then the U-Net of N/2 decoding to
+    the N/2 object region: the model's inputs and outputs are those of the plain U-Net, its
+    weights about a quarter (the N/2 network's)."""
+    C = gridsize**2
+    plain = model_lib.build_models(ModelConfig(N=N, gridsize=gridsize, n_filters_scale=1))
+    stem = model_lib.build_models(ModelConfig(N=N, gridsize=gridsize, n_filters_scale=1,
+                                              stem="patchify"))
+    _forward(stem.autoencoder, N, C)
+    X, pos = _batch(N, C)
+    assert stem.diffraction_to_obj.predict([X, pos], verbose=0).shape == (4, N, N, 1)
+    assert stem.autoencoder.get_layer("stem").strides == (2, 2)
+    assert stem.autoencoder.get_layer("amp_head").output.shape[1:3] == (N // 2, N // 2)
+    assert 3 * stem.autoencoder.count_params() < plain.autoencoder.count_params()
+
+
+def test_a_patchify_stem_is_refused_where_it_cannot_work_and_absent_from_default_ids():
+    with pytest.raises(ConfigError, match=r"ModelConfig.stem .*N >= 32"):
+        ModelConfig(N=16, stem="patchify")
+    with pytest.raises(ConfigError, match=r"ModelConfig.stem .*pad_object"):
+        ModelConfig(N=64, stem="patchify", pad_object=False)
+    with pytest.raises(ConfigError, match=r"ModelConfig.stem = 'strided'"):
+        ModelConfig(stem="strided")
+    assert "stem" not in ModelConfig().identity_dict()  # recorded studies keep their ids
+    assert ModelConfig(stem="patchify").identity_dict()["stem"] == "patchify"
