@@ -39,7 +39,9 @@ __all__ = [
 SUPPORTED_N = (16, 32, 64, 128, 256)
 AMP_ACTIVATIONS = ("sigmoid", "swish", "softplus", "relu")
 #: ``ModelConfig.stem``: what the U-Net does to the patterns first (``ptycho.model._unet``).
-STEMS = ("none", "patchify")
+STEMS = ("auto", "none", "patchify")
+#: ``ModelConfig.stem = "auto"`` is ``"patchify"`` from this ``N`` up (docs/quality.md, round 9).
+PATCHIFY_FROM_N = 128
 OBJECT_KINDS = ("lines", "grf")
 SCAN_KINDS = ("random", "grid")
 LR_SCHEDULES = ("constant", "cosine")
@@ -178,7 +180,9 @@ class ModelConfig(_ConfigBase):
         stem: ``"none"``: the U-Net's first level runs at ``N x N``; ``"patchify"``: a 2x2
             stride-2 convolution first, so the U-Net runs at ``N/2 x N/2`` (one level fewer,
             about a quarter of the cost) and decodes to the ``N/2`` object region at full
-            resolution (needs ``pad_object``).
+            resolution (needs ``pad_object`` and ``N >= 32``); ``"auto"`` (default):
+            ``"patchify"`` from ``N = 128`` (with ``pad_object``), else ``"none"``
+            (:attr:`resolved_stem`; run ids hash the resolved value).
         use_xla: use the XLA-compilable translation and compile the model with ``jit_compile``.
     """
 
@@ -195,7 +199,7 @@ class ModelConfig(_ConfigBase):
     probe_trainable: bool = False
     intensity_scale_trainable: bool = False
     amp_activation: str = "sigmoid"
-    stem: str = added_option("none")
+    stem: str = added_option("none", default="auto")
     use_xla: bool = False
 
     def __post_init__(self):
@@ -222,6 +226,18 @@ class ModelConfig(_ConfigBase):
             _fail(o, "stem", self.stem, "\"patchify\" needs pad_object = true (the U-Net "
                   "decodes the N/2 object region)")
         _check_bool(o, "use_xla", self.use_xla)
+
+    @property
+    def resolved_stem(self) -> str:
+        """The stem the network is built with: ``stem`` with ``"auto"`` resolved."""
+        if self.stem != "auto":
+            return self.stem
+        return "patchify" if self.N >= PATCHIFY_FROM_N and self.pad_object else "none"
+
+    def identity_dict(self) -> dict[str, Any]:
+        """As :meth:`_ConfigBase.identity_dict`, of the config with its stem resolved: ids name
+        the network built, not the spelling (``"auto"`` at ``N = 64`` is the pre-option id)."""
+        return _ConfigBase.identity_dict(self.replace(stem=self.resolved_stem))
 
     @property
     def C(self) -> int:

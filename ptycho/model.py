@@ -101,8 +101,9 @@ def _unet(x, cfg: ModelConfig):
     """U-Net on normalised amplitudes ``(B, N, N, C)`` -> ``(amplitude, phase)`` of the object
     region, each ``(B, N/2, N/2, C)`` (``pad_object``) or ``(B, N, N, C)``.
 
-    Stem (``cfg.stem``): none, or ``"patchify"``: a 2x2 stride-2 convolution, after which the
-    U-Net below runs on ``N/2 x N/2`` features and decodes to its full resolution, ``N/2``.
+    Stem (``cfg.resolved_stem``): none, or ``"patchify"``: a 2x2 stride-2 convolution, after
+    which the U-Net below runs on ``N/2 x N/2`` features and decodes to its full resolution,
+    ``N/2``.
     Encoder: per level two 3x3 convolutions and a 2x2 max-pool down to ``8 x 8``; bottleneck:
     two 3x3 convolutions. Decoder, per level: a 1x1 convolution (channel reduction at the low
     resolution, where it is cheap), 2x upsampling, concatenation with the encoder's features at
@@ -110,7 +111,7 @@ def _unet(x, cfg: ModelConfig):
     the phase head (``pi * tanh``), each a 3x3 convolution to C channels.
     """
     side = cfg.N
-    if cfg.stem == "patchify":
+    if cfg.resolved_stem == "patchify":
         side = cfg.N // 2
         x = keras.layers.Conv2D(filter_counts(side, cfg.n_filters_scale)[0], 2, strides=2,
                                 activation="relu", name="stem")(x)

@@ -214,7 +214,8 @@ def test_a_patchify_stem_runs_the_unet_at_half_size_with_the_same_outputs(N, gri
     the N/2 object region: the model's inputs and outputs are those of the plain U-Net, its
     weights about a quarter (the N/2 network's)."""
     C = gridsize**2
-    plain = model_lib.build_models(ModelConfig(N=N, gridsize=gridsize, n_filters_scale=1))
+    plain = model_lib.build_models(ModelConfig(N=N, gridsize=gridsize, n_filters_scale=1,
+                                               stem="none"))
     stem = model_lib.build_models(ModelConfig(N=N, gridsize=gridsize, n_filters_scale=1,
                                               stem="patchify"))
     _forward(stem.autoencoder, N, C)
@@ -234,3 +235,19 @@ def test_a_patchify_stem_is_refused_where_it_cannot_work_and_absent_from_default
         ModelConfig(stem="strided")
     assert "stem" not in ModelConfig().identity_dict()  # recorded studies keep their ids
     assert ModelConfig(stem="patchify").identity_dict()["stem"] == "patchify"
+
+
+def test_the_default_stem_patchifies_from_n_128_only():
+    """stem = "auto": the plain U-Net up to N = 64 (the pre-option network and ids), the
+    patchify stem from N = 128 (docs/quality.md, round 9), unless the object is not padded."""
+    assert ModelConfig().stem == "auto"
+    assert [ModelConfig(N=n).resolved_stem for n in (16, 32, 64, 128, 256)] == \
+        ["none", "none", "none", "patchify", "patchify"]
+    assert ModelConfig(N=128, pad_object=False).resolved_stem == "none"
+    assert ModelConfig(N=128, stem="none").resolved_stem == "none"
+    assert ModelConfig(N=128).identity_dict() == ModelConfig(N=128, stem="patchify").identity_dict()
+    assert "stem" not in ModelConfig(N=128, stem="none").identity_dict()
+    ae = model_lib.build_models(ModelConfig(N=128, n_filters_scale=1)).autoencoder
+    assert ae.get_layer("stem").strides == (2, 2)
+    ae = model_lib.build_models(ModelConfig(N=64, n_filters_scale=1)).autoencoder
+    assert "stem" not in [layer.name for layer in ae.layers]

@@ -187,6 +187,21 @@ def test_an_added_option_with_a_new_default_changes_the_ids_unless_pinned():
     assert at32["default"] == at32["pinned"]  # N = 32: auto is 1, the pre-option ids
 
 
+def test_the_stem_default_changes_the_ids_at_n_128_only():
+    """model.stem defaults to "auto" (the patchify stem from N = 128): N = 64 units keep their
+    recorded ids, N = 128 units get new ones unless the file pins stem = "none"."""
+    base = sweep_dict(N=(64, 128), nphotons=(1e4,), training={"nepochs": 2},
+                      simulation={"object_size": 392})
+    ids = {}
+    for name, stem in (("default", None), ("none", "none"), ("patchify", "patchify")):
+        d = copy.deepcopy(base)
+        if stem:
+            d.setdefault("model", {})["stem"] = stem
+        ids[name] = {u.N: (u.unit_id, [a.arm_id for a in u.arms]) for u in load_sweep(d).plan()}
+    assert ids["default"][64] == ids["none"][64] != ids["patchify"][64]
+    assert ids["default"][128] == ids["patchify"][128] != ids["none"][128]
+
+
 def test_changing_the_default_loss_or_seed_keeps_the_ids(monkeypatch):
     """Arms set their loss and seed themselves, so the defaults of those fields (the default
     loss changed from nll to nll_huber in round 5) must not change any unit's or arm's id:
