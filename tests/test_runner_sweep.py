@@ -41,6 +41,9 @@ def test_example_sweep_files_are_valid():
     auto = load_sweep(REPO / "experiments" / "dose_response_n64_auto.toml", check_task=False)
     assert (auto.name, auto.n_units, auto.n_arms) == ("dose_response_n64_auto", 12, 36)
     assert auto.simulation["feature_scale"] == "auto"
+    new = load_sweep(REPO / "experiments" / "new_object.toml", check_task=False)
+    assert (new.name, new.n_units, new.n_arms) == ("new_object", 1, 3)
+    assert new.simulation["reconstruct"] == "new" and new.simulation["n_train"] == 1024
 
 
 @pytest.mark.parametrize("name, at_least", [("dose_response_cpu", 32),
