@@ -2,8 +2,11 @@
 
 Prints samples per second for N=64 (default) at gridsize 1 and 2, batch 16, with and without
 XLA, timed in alternating rounds in one run, and the ratio physics / bare U-Net (goal >= 0.75).
+``--stems none patchify`` measures each U-Net stem (``ModelConfig.stem``) in the same run.
 
     python benchmarks/train_throughput.py [--N 64] [--samples 512] [--epochs 2] [--repeats 2]
+    python benchmarks/train_throughput.py --N 128 --gridsizes 2 --xla off --samples 128 \
+        --filters 1 --stems none patchify
 """
 
 from __future__ import annotations
@@ -40,11 +43,12 @@ def _timed(fit, samples, epochs):
     return samples * epochs / (time.perf_counter() - start)
 
 
-def measure(N, gridsize, use_xla, samples, epochs, repeats, batch, filters):
+def measure(N, gridsize, use_xla, samples, epochs, repeats, batch, filters, stem="auto"):
     """Best samples/s of the physics model and of the bare U-Net, timed in alternating rounds
     (the machine is shared: alternation exposes both to the same load), plus the median of the
     per-round ratios."""
-    cfg = ModelConfig(N=N, gridsize=gridsize, n_filters_scale=filters, use_xla=use_xla)
+    cfg = ModelConfig(N=N, gridsize=gridsize, n_filters_scale=filters, use_xla=use_xla,
+                      stem=stem)
     C = cfg.C
     rng = np.random.default_rng(0)
     X = (rng.random((samples, N, N, C)) * 100).astype(np.float32)
@@ -84,19 +88,24 @@ def main(argv=None):
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--filters", type=int, default=2, help="n_filters_scale (PtychoPINN: 2)")
     ap.add_argument("--xla", choices=["both", "on", "off"], default="both")
+    ap.add_argument("--stems", nargs="+", default=["auto"], choices=["auto", "none", "patchify"],
+                    help="ModelConfig.stem values to measure (default: auto)")
     args = ap.parse_args(argv)
     modes = {"both": [False, True], "on": [True], "off": [False]}[args.xla]
     print(f"training throughput, N={args.N}, batch {args.batch}, n_filters_scale "
           f"{args.filters}, {args.samples} samples x {args.epochs} epochs, best of "
           f"{args.repeats}")
     print("physics/s and bare/s: best of the rounds; ratio: median of per-round ratios")
-    print(f"{'gridsize':>8} {'xla':>5} {'physics/s':>10} {'bare/s':>10} {'ratio':>6}")
-    for g in args.gridsizes:
-        for xla in modes:
-            physics, bare, ratio = measure(args.N, g, xla, args.samples, args.epochs,
-                                           args.repeats, args.batch, args.filters)
-            print(f"{g:>8} {str(xla):>5} {physics:>10.1f} {bare:>10.1f} {ratio:>6.2f}",
-                  flush=True)
+    print(f"{'stem':>8} {'gridsize':>8} {'xla':>5} {'physics/s':>10} {'bare/s':>10} "
+          f"{'ratio':>6}")
+    for stem in args.stems:
+        resolved = ModelConfig(N=args.N, stem=stem).resolved_stem
+        for g in args.gridsizes:
+            for xla in modes:
+                physics, bare, ratio = measure(args.N, g, xla, args.samples, args.epochs,
+                                               args.repeats, args.batch, args.filters, stem)
+                print(f"{resolved:>8} {g:>8} {str(xla):>5} {physics:>10.1f} {bare:>10.1f} "
+                      f"{ratio:>6.2f}", flush=True)
 
 
 if __name__ == "__main__":
