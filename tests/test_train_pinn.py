@@ -109,3 +109,23 @@ def test_load_model_rejects_a_directory_without_config(tmp_path):
     with pytest.raises(FileNotFoundError, match="config.json"):
         model_manager.load_model(tmp_path)
     assert params.cfg["N"] == 64
+
+
+def test_a_model_saved_before_an_option_existed_loads_with_its_neutral_value(small_data,
+                                                                               tmp_path):
+    """config.json of a model saved before model.stem existed has no "stem": the model was
+    built without one, so the loaded config says "none" (the option's neutral value), not
+    today's default "auto" (which means the patchify stem from N = 128)."""
+    model_cfg, train, _ = small_data
+    result = train_pinn.train(train, training=TrainingConfig(nphotons=1e6, nepochs=1,
+                                                             batch_size=8),
+                              model_config=model_cfg, checkpoint_dir=tmp_path / "model")
+    cfg_path = tmp_path / "model" / "config.json"
+    meta = json.loads(cfg_path.read_text())
+    assert meta["model"]["stem"] == "auto"
+    assert model_manager.load_model(tmp_path / "model").model_config.stem == "auto"
+    del meta["model"]["stem"]
+    cfg_path.write_text(json.dumps(meta))
+    loaded = model_manager.load_model(tmp_path / "model")
+    assert loaded.model_config.stem == "none"
+    assert loaded.model_config == result.autoencoder.ptycho_config.replace(stem="none")
