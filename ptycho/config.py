@@ -125,12 +125,24 @@ class _ConfigBase:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    @classmethod
+    def neutral_values(cls) -> dict[str, Any]:
+        """``{field: neutral value}`` of the :func:`added_option` fields."""
+        return {f.name: f.metadata["neutral"] for f in fields(cls) if "neutral" in f.metadata}
+
     def identity_dict(self) -> dict[str, Any]:
         """:meth:`to_dict` without the :func:`added_option` fields at their neutral value:
-        what run ids hash. ``from_dict`` of it gives the same config."""
-        neutral = {f.name: f.metadata["neutral"] for f in fields(self) if "neutral" in f.metadata}
+        what run ids hash. :meth:`from_saved_dict` of it gives the same config."""
+        neutral = self.neutral_values()
         return {k: v for k, v in self.to_dict().items()
                 if not (k in neutral and v == neutral[k])}
+
+    @classmethod
+    def from_saved_dict(cls, data: Mapping[str, Any]):
+        """:meth:`from_dict` of a dict written earlier (a saved model's config, an
+        :meth:`identity_dict`): a field it lacks was added after it was written, or left out at
+        its neutral value, so it takes the neutral value, not today's default."""
+        return cls.from_dict({**cls.neutral_values(), **data})
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]):

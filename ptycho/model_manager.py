@@ -9,7 +9,6 @@ to restore the legacy view (``restore_params=True``).
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import os
@@ -87,8 +86,9 @@ def load_model(directory: str | Path, restore_params: bool = False) -> SavedMode
     if not cfg_path.is_file():
         raise FileNotFoundError(f"{cfg_path} not found: not a saved ptycho model directory")
     meta = json.loads(cfg_path.read_text())
-    model_cfg = _saved_model_config(meta["model"])
-    training = None if meta.get("training") is None else TrainingConfig.from_dict(meta["training"])
+    model_cfg = ModelConfig.from_saved_dict(meta["model"])
+    training = (None if meta.get("training") is None
+                else TrainingConfig.from_saved_dict(meta["training"]))
     autoencoder = keras.saving.load_model(directory / MODEL_FILE, custom_objects=CUSTOM_OBJECTS,
                                           compile=False)
     autoencoder.ptycho_config = model_cfg
@@ -104,11 +104,3 @@ def load_model(directory: str | Path, restore_params: bool = False) -> SavedMode
     return SavedModel(autoencoder, diffraction_to_obj, model_cfg, training,
                       float(meta["intensity_scale"]))
 
-
-def _saved_model_config(data: dict) -> ModelConfig:
-    """The :class:`ModelConfig` of a saved model. A field the file lacks was added after it was
-    saved (``ptycho.config.added_option``), so the model was built with that field's neutral
-    value, not today's default (a 128-pixel model saved before ``stem`` existed has no stem)."""
-    neutral = {f.name: f.metadata["neutral"] for f in dataclasses.fields(ModelConfig)
-               if "neutral" in f.metadata}
-    return ModelConfig.from_dict({**neutral, **data})

@@ -247,6 +247,8 @@ def test_the_default_stem_patchifies_from_n_128_only():
     assert ModelConfig(N=128, stem="none").resolved_stem == "none"
     assert ModelConfig(N=128).identity_dict() == ModelConfig(N=128, stem="patchify").identity_dict()
     assert "stem" not in ModelConfig(N=128, stem="none").identity_dict()
+    for cfg in (ModelConfig(N=128, stem="none"), ModelConfig(N=128), ModelConfig(probe_coma=1.5)):
+        assert ModelConfig.from_saved_dict(cfg.identity_dict()).resolved_stem == cfg.resolved_stem
     ae = model_lib.build_models(ModelConfig(N=128, n_filters_scale=1)).autoencoder
     assert ae.get_layer("stem").strides == (2, 2)
     ae = model_lib.build_models(ModelConfig(N=64, n_filters_scale=1)).autoencoder
