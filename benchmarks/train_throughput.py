@@ -24,7 +24,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from ptycho import model as model_lib  # noqa: E402
-from ptycho.config import ModelConfig, TrainingConfig  # noqa: E402
+from ptycho.config import STEMS, ModelConfig, TrainingConfig  # noqa: E402
 
 
 def bare_unet(cfg: ModelConfig, jit_compile: bool) -> keras.Model:
@@ -88,7 +88,7 @@ def main(argv=None):
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--filters", type=int, default=2, help="n_filters_scale (PtychoPINN: 2)")
     ap.add_argument("--xla", choices=["both", "on", "off"], default="both")
-    ap.add_argument("--stems", nargs="+", default=["auto"], choices=["auto", "none", "patchify"],
+    ap.add_argument("--stems", nargs="+", default=["auto"], choices=STEMS,
                     help="ModelConfig.stem values to measure (default: auto)")
     args = ap.parse_args(argv)
     modes = {"both": [False, True], "on": [True], "off": [False]}[args.xla]

@@ -110,12 +110,11 @@ def _unet(x, cfg: ModelConfig):
     that resolution, one 3x3 convolution. Shared by the amplitude head (``amp_activation``) and
     the phase head (``pi * tanh``), each a 3x3 convolution to C channels.
     """
-    side = cfg.N
-    if cfg.resolved_stem == "patchify":
-        side = cfg.N // 2
-        x = keras.layers.Conv2D(filter_counts(side, cfg.n_filters_scale)[0], 2, strides=2,
-                                activation="relu", name="stem")(x)
+    patchify = cfg.resolved_stem == "patchify"
+    side = cfg.N // 2 if patchify else cfg.N
     filters = filter_counts(side, cfg.n_filters_scale)
+    if patchify:
+        x = keras.layers.Conv2D(filters[0], 2, strides=2, activation="relu", name="stem")(x)
     depth = len(filters)
     skips = []
     for k in range(depth):
