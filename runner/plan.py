@@ -11,7 +11,7 @@ and per-arm training dicts); a unit's id is a readable slug plus 8 hex digits of
 configuration its arms share, without the fields each arm sets itself (loss, seed), e.g.
 ``N64_g2_p1e+04_3f2a9c1b``. The same file always gives the same ids; changing any setting that
 reaches the task changes them. An option added to a config after studies were run
-(``ptycho.config.added_option``) is left out at its neutral value, so adding an option does
+(``ptycho.config_base.added_option``) is left out at its neutral value, so adding an option does
 not orphan the results recorded before it (``ModelConfig.identity_dict``). A value that
 depends on ``N`` (``simulation.feature_scale = "auto"``) is resolved per ``N`` first
 (``SimulationConfig.for_N``), so the id names what the unit computes.

@@ -149,7 +149,7 @@ def test_ids_are_stable_and_follow_the_config(tmp_path):
 
 
 def test_an_added_option_at_its_neutral_value_keeps_the_ids(tmp_path):
-    """An option added after a study was recorded (ptycho.config.added_option) must not orphan
+    """An option added after a study was recorded (ptycho.config_base.added_option) must not orphan
     it: at the value that reproduces the old computation it is left out of the ids; any other
     value changes them."""
     from ptycho.config import ModelConfig
