@@ -103,4 +103,3 @@ def load_model(directory: str | Path, restore_params: bool = False) -> SavedMode
         params.cfg.update(legacy)
     return SavedModel(autoencoder, diffraction_to_obj, model_cfg, training,
                       float(meta["intensity_scale"]))
-
