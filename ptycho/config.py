@@ -255,6 +255,12 @@ class SimulationConfig(_ConfigBase):
             Default pi/4: a moderately strong phase object (see docs/quality.md: at pi/2 the
             network does not learn N=64 in a CPU budget, at 0 the twin image is exact for a
             real probe).
+        amp_contrast: fraction of the amplitude span ``[0.5, 1]`` the object uses, in ``(0, 1]``
+            (default 1): amplitude in ``[0.5, 0.5 + 0.5 * amp_contrast]``. With a smaller
+            ``max_phase`` it makes a weakly scattering sample, whose features need more
+            photons: the signal of a feature in the patterns goes as its contrast squared, so
+            ``amp_contrast = 0.1`` with a tenth of the phase moves the dose response about 100x
+            up the dose axis (docs/quality.md, round 11).
         feature_scale: multiplies the object's lengths in pixels (``ptycho.objects.make_object``:
             the lines' width 1 px and spacing 8 px, the field's correlation length 6 px), a
             number in ``(0, 16]``, or ``"auto"`` (default): ``max(1, N / 32)``
@@ -290,6 +296,7 @@ class SimulationConfig(_ConfigBase):
 
     object_kind: str = "lines"
     max_phase: float = math.pi / 4
+    amp_contrast: float = added_option(1.0)
     object_size: int = 256
     feature_scale: float | str = added_option(1.0, default="auto")
     n_train: int = 64
@@ -304,6 +311,7 @@ class SimulationConfig(_ConfigBase):
         o = type(self).__name__
         _check_choice(o, "object_kind", self.object_kind, OBJECT_KINDS)
         _check_float(o, "max_phase", self.max_phase, 0.0, math.pi)
+        _check_float(o, "amp_contrast", self.amp_contrast, 0.0, 1.0, lo_open=True)
         _check_int(o, "object_size", self.object_size, 16, 8192)
         if self.feature_scale != "auto":
             if isinstance(self.feature_scale, str):

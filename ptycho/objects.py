@@ -1,8 +1,9 @@
 """Synthetic complex objects (transmission functions) for simulated ptychography.
 
 Every object is a ``(size, size) complex64`` array ``O = A * exp(i * phi)`` with amplitude
-``A`` in ``[0.5, 1]`` (never 0: the object transmits everywhere) and phase ``phi`` in
-``[-pi/2, pi/2]`` radians. Both are dimensionless. Objects are deterministic for a seed
+``A`` in ``[0.5, 1]`` (never 0: the object transmits everywhere; ``amp_contrast`` narrows it to
+``[0.5, 0.5 + 0.5 * amp_contrast]``) and phase ``phi`` in ``[-max_phase, max_phase]`` radians
+(at most ``[-pi/2, pi/2]`` by default). Both are dimensionless. Objects are deterministic for a seed
 (``np.random.default_rng(seed)``).
 
 Kinds:
@@ -54,9 +55,19 @@ def _check_max_phase(max_phase) -> float:
     return float(max_phase)
 
 
-def _compose(t_amp: np.ndarray, t_phase: np.ndarray, max_phase: float) -> np.ndarray:
-    """Map two ``[0, 1]`` fields onto the amplitude range and ``[-max_phase, max_phase]``."""
-    amp = AMP_RANGE[0] + (AMP_RANGE[1] - AMP_RANGE[0]) * np.clip(t_amp, 0.0, 1.0)
+def _check_amp_contrast(amp_contrast) -> float:
+    if not (isinstance(amp_contrast, (int, float)) and not isinstance(amp_contrast, bool)
+            and math.isfinite(amp_contrast) and 0 < amp_contrast <= 1):
+        raise ValueError(f"amp_contrast must be a number in (0, 1]; got {amp_contrast!r}")
+    return float(amp_contrast)
+
+
+def _compose(t_amp: np.ndarray, t_phase: np.ndarray, max_phase: float,
+             amp_contrast: float = 1.0) -> np.ndarray:
+    """Map two ``[0, 1]`` fields onto ``[0.5, 0.5 + 0.5 * amp_contrast]`` (:data:`AMP_RANGE` at
+    1) and ``[-max_phase, max_phase]``."""
+    span = (AMP_RANGE[1] - AMP_RANGE[0]) * amp_contrast
+    amp = AMP_RANGE[0] + span * np.clip(t_amp, 0.0, 1.0)
     phase = -max_phase + 2 * max_phase * np.clip(t_phase, 0.0, 1.0)
     return (amp * np.exp(1j * phase)).astype(np.complex64)
 
@@ -96,7 +107,8 @@ def _splat_lines(shape, starts, ends, weights, spacing=0.5):
 
 
 def lines_object(size: int, seed: int, n_lines: int | None = None, sigma: float = 1.0,
-                 mean_spacing: float = 8.0, max_phase: float = PHASE_RANGE[1]) -> np.ndarray:
+                 mean_spacing: float = 8.0, max_phase: float = PHASE_RANGE[1],
+                 amp_contrast: float = 1.0) -> np.ndarray:
     """A PtychoPINN-like "lines" object: smoothed random line segments.
 
     Segments have uniformly random centres (on a canvas extending ``4 * sigma + 2`` pixels beyond
@@ -105,8 +117,8 @@ def lines_object(size: int, seed: int, n_lines: int | None = None, sigma: float 
     phase weight, both uniform in ``[0.5, 1]``. The two weighted rasters are Gaussian smoothed
     (``sigma`` pixels for the amplitude, ``1.5 * sigma`` for the phase) and saturated with
     ``t = 1 - exp(-c * sqrt(2 pi) * sigma)`` (an isolated unit-weight line peaks at
-    ``t ~ 0.63``, crossings saturate towards 1). Amplitude ``= 0.5 + 0.5 t_amp`` (bright lines on
-    a 0.5 background), phase ``= max_phase * (2 t_phase - 1)``.
+    ``t ~ 0.63``, crossings saturate towards 1). Amplitude ``= 0.5 + 0.5 amp_contrast t_amp``
+    (bright lines on a 0.5 background), phase ``= max_phase * (2 t_phase - 1)``.
 
     Args:
         size: object side in pixels (>= 8).
@@ -117,17 +129,21 @@ def lines_object(size: int, seed: int, n_lines: int | None = None, sigma: float 
         mean_spacing: typical distance in pixels between lines, used only when ``n_lines`` is
             ``None`` (> 0).
         max_phase: half the phase range in radians (0 to pi; default pi/2).
+        amp_contrast: fraction of the amplitude span ``[0.5, 1]`` used, in ``(0, 1]``
+            (default 1): a weakly scattering sample at small values.
 
     Returns:
-        ``(size, size) complex64``, amplitude in ``[0.5, 1]``, phase in
+        ``(size, size) complex64``, amplitude in ``[0.5, 0.5 + 0.5 amp_contrast]``, phase in
         ``[-max_phase, max_phase]``.
 
     Raises:
-        ValueError: invalid ``size``, ``seed``, ``n_lines``, ``sigma`` or ``mean_spacing``.
+        ValueError: invalid ``size``, ``seed``, ``n_lines``, ``sigma``, ``mean_spacing``,
+            ``max_phase`` or ``amp_contrast``.
     """
     size = _check_size(size)
     seed = _check_seed(seed)
     max_phase = _check_max_phase(max_phase)
+    amp_contrast = _check_amp_contrast(amp_contrast)
     if not (isinstance(sigma, (int, float)) and math.isfinite(sigma) and sigma > 0):
         raise ValueError(f"sigma must be a finite number > 0 (pixels); got {sigma!r}")
     if not (isinstance(mean_spacing, (int, float)) and math.isfinite(mean_spacing)
@@ -154,7 +170,7 @@ def lines_object(size: int, seed: int, n_lines: int | None = None, sigma: float 
     crop = (slice(margin, margin + size), slice(margin, margin + size))
     t_amp = 1.0 - np.exp(-gain * sigma * c_amp[crop])
     t_phase = 1.0 - np.exp(-gain * 1.5 * sigma * c_phase[crop])
-    return _compose(t_amp, t_phase, max_phase)
+    return _compose(t_amp, t_phase, max_phase, amp_contrast)
 
 
 def _grf(rng: np.random.Generator, size: int, length_scale: float, exponent: float):
@@ -171,14 +187,15 @@ def _grf(rng: np.random.Generator, size: int, length_scale: float, exponent: flo
 
 
 def grf_object(size: int, seed: int, length_scale: float = 6.0,
-               exponent: float = 4.0, max_phase: float = PHASE_RANGE[1]) -> np.ndarray:
+               exponent: float = 4.0, max_phase: float = PHASE_RANGE[1],
+               amp_contrast: float = 1.0) -> np.ndarray:
     """A Gaussian-random-field object: independent smooth random amplitude and phase.
 
     Each of amplitude and phase is white noise filtered in Fourier space with power spectrum
     ``(1 + (2 pi k length_scale)^2)^(-exponent / 2)`` (``k`` in cycles per pixel: flat below
     ``1 / (2 pi length_scale)``, power law ``k^-exponent`` above), standardised to zero mean and
     unit variance and mapped through the normal CDF ``Phi`` onto ``[0, 1]`` (uniform
-    marginals): amplitude ``= 0.5 + 0.5 Phi(z_amp)``, phase
+    marginals): amplitude ``= 0.5 + 0.5 amp_contrast Phi(z_amp)``, phase
     ``= max_phase * (2 Phi(z_phase) - 1)``.
     The fields are periodic (FFT-based).
 
@@ -188,17 +205,20 @@ def grf_object(size: int, seed: int, length_scale: float = 6.0,
         length_scale: correlation length in pixels (> 0).
         exponent: spectral power-law exponent (> 2 for a field smoother than white noise).
         max_phase: half the phase range in radians (0 to pi; default pi/2).
+        amp_contrast: fraction of the amplitude span ``[0.5, 1]`` used, in ``(0, 1]``.
 
     Returns:
-        ``(size, size) complex64``, amplitude in ``[0.5, 1]``, phase in
+        ``(size, size) complex64``, amplitude in ``[0.5, 0.5 + 0.5 amp_contrast]``, phase in
         ``[-max_phase, max_phase]``.
 
     Raises:
-        ValueError: invalid ``size``, ``seed``, ``length_scale`` or ``exponent``.
+        ValueError: invalid ``size``, ``seed``, ``length_scale``, ``exponent``, ``max_phase`` or
+            ``amp_contrast``.
     """
     size = _check_size(size)
     seed = _check_seed(seed)
     max_phase = _check_max_phase(max_phase)
+    amp_contrast = _check_amp_contrast(amp_contrast)
     if not (isinstance(length_scale, (int, float)) and math.isfinite(length_scale)
             and length_scale > 0):
         raise ValueError(f"length_scale must be a finite number > 0 (pixels); got {length_scale!r}")
@@ -207,11 +227,12 @@ def grf_object(size: int, seed: int, length_scale: float = 6.0,
     rng = np.random.default_rng(seed)
     z_amp = _grf(rng, size, length_scale, exponent)
     z_phase = _grf(rng, size, length_scale, exponent)
-    return _compose(ndtr(z_amp), ndtr(z_phase), max_phase)
+    return _compose(ndtr(z_amp), ndtr(z_phase), max_phase, amp_contrast)
 
 
 def make_object(kind: str, size: int, seed: int,
-                max_phase: float = PHASE_RANGE[1], feature_scale: float = 1.0) -> np.ndarray:
+                max_phase: float = PHASE_RANGE[1], feature_scale: float = 1.0,
+                amp_contrast: float = 1.0) -> np.ndarray:
     """A synthetic object of the named kind with default parameters.
 
     Args:
@@ -222,9 +243,10 @@ def make_object(kind: str, size: int, seed: int,
         feature_scale: multiplies the kind's lengths in pixels (> 0): the lines' width
             ``sigma`` (1 px) and mean spacing (8 px), the field's ``length_scale`` (6 px). At 2
             the object at ``N = 64`` has the features per patch of the default at ``N = 32``.
+        amp_contrast: fraction of the amplitude span ``[0.5, 1]`` used, in ``(0, 1]``.
 
     Returns:
-        ``(size, size) complex64``, amplitude in ``[0.5, 1]``, phase in
+        ``(size, size) complex64``, amplitude in ``[0.5, 0.5 + 0.5 amp_contrast]``, phase in
         ``[-max_phase, max_phase]``.
 
     Raises:
@@ -235,8 +257,10 @@ def make_object(kind: str, size: int, seed: int,
         raise ValueError(f"feature_scale must be a finite number > 0; got {feature_scale!r}")
     if kind == "lines":
         return lines_object(size, seed, sigma=1.0 * feature_scale,
-                            mean_spacing=8.0 * feature_scale, max_phase=max_phase)
+                            mean_spacing=8.0 * feature_scale, max_phase=max_phase,
+                            amp_contrast=amp_contrast)
     if kind == "grf":
-        return grf_object(size, seed, length_scale=6.0 * feature_scale, max_phase=max_phase)
+        return grf_object(size, seed, length_scale=6.0 * feature_scale, max_phase=max_phase,
+                          amp_contrast=amp_contrast)
     raise ValueError(f"object kind must be one of {', '.join(map(repr, OBJECT_KINDS))}; "
                      f"got {kind!r}")

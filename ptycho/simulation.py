@@ -229,8 +229,8 @@ def simulate_unit(model_cfg: ModelConfig, nphotons: float, sim_cfg: SimulationCo
 
     * Probe: ``probe`` or ``ptycho.probe.probe_for(model_cfg)`` (the default probe with the
       config's ``probe_scale``, ``probe_mask`` and ``probe_coma``).
-    * Train: object ``make_object(kind, object_size, seed, max_phase, feature_scale_for(N))``. Scan
-      ``'random'``: ``n_train`` group centres uniform over the area where the whole group fits
+    * Train: object ``make_object(kind, object_size, seed, max_phase, feature_scale_for(N),
+      amp_contrast)``. Scan ``'random'``: ``n_train`` group centres uniform over the area where the whole group fits
       (margin ``scan_buffer + offset * (gridsize - 1) / 2``), then :func:`group_positions`
       with spacing ``model_cfg.offset`` and jitter ``sim_cfg.jitter`` (exact raster groups,
       which the model's reassembly canvas of ``padded_size`` is sized for). Scan ``'grid'``:
@@ -286,7 +286,7 @@ def simulate_unit(model_cfg: ModelConfig, nphotons: float, sim_cfg: SimulationCo
     # Train.
     feature_scale = sim_cfg.feature_scale_for(N)
     train_obj = make_object(sim_cfg.object_kind, size, sim_cfg.seed, sim_cfg.max_phase,
-                            feature_scale)
+                            feature_scale, sim_cfg.amp_contrast)
     if sim_cfg.scan == "random":
         scan_rng = np.random.default_rng(scan_seq)
         centres = random_positions(sim_cfg.n_train, size, N, group_buf, scan_rng)
@@ -298,7 +298,7 @@ def simulate_unit(model_cfg: ModelConfig, nphotons: float, sim_cfg: SimulationCo
 
     # Test: a different object on a regular grid, same instrument scale.
     test_obj = make_object(sim_cfg.object_kind, size, test_seed, sim_cfg.max_phase,
-                           feature_scale)
+                           feature_scale, sim_cfg.amp_contrast)
     test_pos = groups(grid_centres(size, N, group_buf, sim_cfg.n_test), test_jitter_seq)
     test = simulate(test_obj, probe, test_pos, nphotons, np.random.default_rng(test_noise_seq),
                     intensity_scale=train.intensity_scale, workers=workers)

@@ -217,6 +217,19 @@ def test_max_phase_sets_the_phase_range(kind):
         make_object(kind, 64, 2, max_phase=4.0)
 
 
+@pytest.mark.parametrize("kind", OBJECT_KINDS)
+def test_amp_contrast_narrows_the_amplitude_span_only(kind):
+    full, weak = make_object(kind, 64, 2), make_object(kind, 64, 2, amp_contrast=0.1)
+    a_full, a_weak = np.abs(full), np.abs(weak)
+    assert a_weak.min() >= 0.5 - 1e-6 and a_weak.max() <= 0.55 + 1e-6
+    # The same pattern, a tenth of the excursion above the 0.5 background; phase untouched.
+    np.testing.assert_allclose(a_weak - 0.5, 0.1 * (a_full - 0.5), atol=1e-6)
+    np.testing.assert_allclose(np.angle(weak), np.angle(full), atol=1e-6)
+    for bad in (0, -0.1, 1.5, float("nan"), True):
+        with pytest.raises(ValueError, match="amp_contrast"):
+            make_object(kind, 64, 2, amp_contrast=bad)
+
+
 def _mean_frequency(image: np.ndarray) -> float:
     """Power-weighted mean spatial frequency (cycles per pixel) of a real image's fluctuations."""
     power = np.abs(np.fft.fft2(image - image.mean())) ** 2

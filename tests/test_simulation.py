@@ -348,6 +348,23 @@ def test_feature_scale_rejects_bad_values(bad):
     assert SimulationConfig().feature_scale == "auto"
 
 
+def test_amp_contrast_reaches_the_simulated_objects_and_keeps_recorded_ids():
+    """A weakly scattering sample: both objects use a tenth of the amplitude span; at the
+    neutral 1 the option is left out of run ids (studies recorded before it still resume)."""
+    sim = SimulationConfig(object_size=80, n_train=4, n_test=4, feature_scale=1.0,
+                           amp_contrast=0.1)
+    train, test = simulate_unit(ModelConfig(N=32, gridsize=1), 1e6, sim)
+    np.testing.assert_array_equal(
+        train.obj, make_object("lines", 80, 0, sim.max_phase, 1.0, amp_contrast=0.1))
+    for obj in (train.obj, test.obj):
+        assert 0.5 - 1e-6 <= np.abs(obj).min() and np.abs(obj).max() <= 0.55 + 1e-6
+    assert "amp_contrast" not in SimulationConfig().identity_dict()
+    assert sim.identity_dict()["amp_contrast"] == 0.1
+    for bad in (0, 1.5, "weak", True):
+        with pytest.raises(ConfigError, match="amp_contrast"):
+            SimulationConfig(amp_contrast=bad)
+
+
 def test_subset(scene):
     model, sim = _unit_cfgs(2)
     train, _ = simulate_unit(model, 1e5, sim)
