@@ -230,11 +230,11 @@ def simulate_unit(model_cfg: ModelConfig, nphotons: float, sim_cfg: SimulationCo
     * Probe: ``probe`` or ``ptycho.probe.probe_for(model_cfg)`` (the default probe with the
       config's ``probe_scale``, ``probe_mask`` and ``probe_coma``).
     * Train: object ``make_object(kind, object_size, seed, max_phase, feature_scale_for(N),
-      amp_contrast)``. Scan ``'random'``: ``n_train`` group centres uniform over the area where the whole group fits
-      (margin ``scan_buffer + offset * (gridsize - 1) / 2``), then :func:`group_positions`
-      with spacing ``model_cfg.offset`` and jitter ``sim_cfg.jitter`` (exact raster groups,
-      which the model's reassembly canvas of ``padded_size`` is sized for). Scan ``'grid'``:
-      the grid rule below with ``n_train``.
+      amp_contrast)``. Scan ``'random'``: ``n_train`` group centres uniform over the area
+      where the whole group fits (margin ``scan_buffer + offset * (gridsize - 1) / 2``), then
+      :func:`group_positions` with spacing ``model_cfg.offset`` and jitter ``sim_cfg.jitter``
+      (exact raster groups, which the model's reassembly canvas of ``padded_size`` is sized
+      for). Scan ``'grid'``: the grid rule below with ``n_train``.
     * Test: a different object of the same kind and size (seed derived from ``sim_cfg.seed``),
       group centres on a square grid of ``floor(sqrt(n_test))`` per axis (so ``B_test =
       floor(sqrt(n_test))**2``; fewer if the object is too small for one-pixel steps), integer
