@@ -31,38 +31,44 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import keras  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from experiments.dose_response import score  # noqa: E402
-from runner.sweep import load_sweep  # noqa: E402
+from runner.plan import Sweep  # noqa: E402
+from runner.sweep import SweepError, load_sweep  # noqa: E402
 
 COLUMNS = ["amp_norm_ssim", "amp_norm_ssim_baseline", "amp_norm_psnr", "amp_norm_psnr_baseline",
            "amp_frc50_px", "phase_plane_ssim", "phase_plane_ssim_baseline", "amp_ssim"]
 
 
-class ScoreEvery(keras.callbacks.Callback):
-    """Scores both scans every ``every`` epochs (and after the last); keeps (training seconds,
-    epoch, mode, metrics); the scoring time is not counted as training time."""
+def score_every(every: int, scans: dict, nepochs: int):
+    """A Keras callback that scores both ``scans`` every ``every`` epochs (and after the last);
+    it keeps ``rows`` of (training minutes, epoch, mode, metrics) and the last ``arrays`` per
+    mode; the scoring time is not counted as training time. (Keras is imported here, not at
+    the top, so ``--help`` and bad arguments answer before TensorFlow loads.)"""
+    import keras
 
-    def __init__(self, every, scans, nepochs):
-        super().__init__()
-        self.every, self.scans, self.nepochs = every, scans, nepochs
-        self.rows, self.train_s, self._t = [], 0.0, None
-        self.arrays = {}  # mode -> the arrays of the last scoring
+    from experiments.dose_response import score
 
-    def on_epoch_begin(self, epoch, logs=None):
-        self._t = time.perf_counter()
+    class ScoreEvery(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.rows, self.train_s, self._t = [], 0.0, None
+            self.arrays = {}  # mode -> the arrays of the last scoring
 
-    def on_epoch_end(self, epoch, logs=None):
-        self.train_s += time.perf_counter() - self._t
-        done = epoch + 1
-        if done % self.every and done != self.nepochs:
-            return
-        for mode, data in self.scans.items():
-            metrics, self.arrays[mode] = score(self.model, data)
-            self.rows.append({"epoch": done, "train_min": self.train_s / 60, "mode": mode,
-                              **metrics})
+        def on_epoch_begin(self, epoch, logs=None):
+            self._t = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.train_s += time.perf_counter() - self._t
+            done = epoch + 1
+            if done % every and done != nepochs:
+                return
+            for mode, data in scans.items():
+                metrics, self.arrays[mode] = score(self.model, data)
+                self.rows.append({"epoch": done, "train_min": self.train_s / 60, "mode": mode,
+                                  **metrics})
+
+    return ScoreEvery()
 
 
 def save(out: Path, stem: str, mode: str, metrics: dict, arrays: dict) -> None:
@@ -90,8 +96,7 @@ def save(out: Path, stem: str, mode: str, metrics: dict, arrays: dict) -> None:
     plt.close(fig)
 
 
-def run(sweep_path: Path, every: int, threads: int, overrides=(),
-        save_dir: Path | None = None) -> pd.DataFrame:
+def run(sweep: Sweep, every: int, threads: int, save_dir: Path | None = None) -> pd.DataFrame:
     import tensorflow as tf
 
     tf.config.threading.set_intra_op_parallelism_threads(threads)
@@ -100,7 +105,6 @@ def run(sweep_path: Path, every: int, threads: int, overrides=(),
     from ptycho import train_pinn
     from ptycho.simulation import simulate_unit
 
-    sweep = load_sweep(sweep_path, overrides=overrides)
     rows = []
     for unit in sweep.plan():
         train, test = simulate_unit(unit.model_config(), unit.nphotons, unit.simulation_config())
@@ -109,7 +113,7 @@ def run(sweep_path: Path, every: int, threads: int, overrides=(),
         for arm in unit.arms:
             training = unit.training_config(arm)
             model_lib.reset_weights(models.autoencoder, training.seed)
-            cb = ScoreEvery(every, {"same": train, "new": test}, training.nepochs)
+            cb = score_every(every, {"same": train, "new": test}, training.nepochs)
             train_pinn.train(train, model_instance=models.autoencoder, training=training,
                              callbacks=[cb])
             for r in cb.rows:
@@ -157,7 +161,13 @@ def main() -> None:
     ap.add_argument("--save", type=Path, metavar="DIR",
                     help="write each arm's final reconstructions (.npz and .png) here")
     args = ap.parse_intermixed_args()  # overrides before or after the options
-    df = run(Path(args.sweep), args.every, args.threads, args.overrides, args.save)
+    try:  # validated before TensorFlow loads: one line per problem, exit 2 (as ptycho-sweep)
+        sweep = load_sweep(Path(args.sweep), overrides=args.overrides)
+    except SweepError as exc:
+        for line in str(exc).splitlines():
+            print(f"quality.py: error: {line}", file=sys.stderr)
+        sys.exit(2)
+    df = run(sweep, args.every, args.threads, args.save)
     if args.csv:
         df.to_csv(args.csv, index=False)
     table = summary(df, args.target)

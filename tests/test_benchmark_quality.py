@@ -64,3 +64,25 @@ def test_quality_benchmark_prints_both_modes_and_applies_overrides(tmp_path):
             assert set(z.files) == {"amplitude", "phase", "true_amplitude", "true_phase"}
             assert z["amplitude"].shape == z["true_amplitude"].shape
         assert Path(f"{stem}_{mode}.png").stat().st_size > 1000
+
+
+def test_quality_benchmark_rejects_bad_input_before_loading_tensorflow(tmp_path):
+    """A bad sweep file or override gets one line naming the file and key, exit 2, and no
+    TensorFlow start-up (nor does --help)."""
+    sweep = tmp_path / "tiny.toml"
+    sweep.write_text(TINY)
+    script = str(ROOT / "benchmarks" / "quality.py")
+    for args in ([str(sweep), "grid.N=[7]"], [str(tmp_path / "missing.toml")]):
+        out = subprocess.run([sys.executable, script, *args], capture_output=True, text=True,
+                             cwd=ROOT, timeout=60)
+        assert out.returncode == 2, out.stderr
+        lines = out.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("quality.py: error: "), out.stderr
+        assert ("grid.N = 7" in lines[0]) if "tiny" in lines[0] else "missing.toml" in lines[0]
+    probe = ("import sys; sys.argv = ['quality.py', '--help']; sys.path.insert(0, 'benchmarks')\n"
+             "import quality\n"
+             "try:\n    quality.main()\nexcept SystemExit:\n    pass\n"
+             "print('tensorflow' in sys.modules, 'keras' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         cwd=ROOT, timeout=60)
+    assert out.stdout.strip().splitlines()[-1] == "False False", out.stdout + out.stderr
