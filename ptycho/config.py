@@ -46,6 +46,8 @@ __all__ = [
 
 SUPPORTED_N = (16, 32, 64, 128, 256)
 AMP_ACTIVATIONS = ("sigmoid", "swish", "softplus", "relu")
+#: ``ModelConfig.activation``: the U-Net's hidden activation (Keras names).
+ACTIVATIONS = ("relu", "leaky_relu")
 #: ``ModelConfig.stem``: what the U-Net does to the patterns first (``ptycho.model._unet``).
 STEMS = ("auto", "none", "patchify")
 #: ``ModelConfig.stem = "auto"`` is ``"patchify"`` from this ``N`` up (docs/quality.md, round 9).
@@ -95,6 +97,10 @@ class ModelConfig(_ConfigBase):
         intensity_scale_trainable: let the log intensity scale be learnt (default False: the
             dose fixes it, and a free scale trades off against the object amplitude).
         amp_activation: activation of the amplitude head.
+        activation: the U-Net's hidden activation, ``"relu"`` (default) or ``"leaky_relu"``
+            (slope 0.2 below zero: a unit never stops passing gradient). On a weakly
+            scattering sample most ReLU channels die while the network sits at the constant
+            object and it never leaves it (docs/quality.md, round 11).
         stem: ``"none"``: the U-Net's first level runs at ``N x N``; ``"patchify"``: a 2x2
             stride-2 convolution first, so the U-Net runs at ``N/2 x N/2`` (one level fewer,
             about a quarter of the cost) and decodes to the ``N/2`` object region at full
@@ -117,6 +123,7 @@ class ModelConfig(_ConfigBase):
     probe_trainable: bool = False
     intensity_scale_trainable: bool = False
     amp_activation: str = "sigmoid"
+    activation: str = added_option("relu")
     stem: str = added_option("none", default="auto")
     use_xla: bool = False
 
@@ -136,6 +143,7 @@ class ModelConfig(_ConfigBase):
         _check_bool(o, "probe_trainable", self.probe_trainable)
         _check_bool(o, "intensity_scale_trainable", self.intensity_scale_trainable)
         _check_choice(o, "amp_activation", self.amp_activation, AMP_ACTIVATIONS)
+        _check_choice(o, "activation", self.activation, ACTIVATIONS)
         _check_choice(o, "stem", self.stem, STEMS)
         if self.stem == "patchify" and self.N < 32:
             _fail(o, "stem", self.stem, "\"patchify\" needs N >= 32 (its U-Net runs at N/2 "

@@ -93,8 +93,8 @@ def default_intensity_scale(probe: np.ndarray, nphotons: float) -> float:
     return math.sqrt(float(nphotons) / power)
 
 
-def _conv(x, filters, name):
-    return keras.layers.Conv2D(filters, 3, padding="same", activation="relu", name=name)(x)
+def _conv(x, filters, name, activation):
+    return keras.layers.Conv2D(filters, 3, padding="same", activation=activation, name=name)(x)
 
 
 def _unet(x, cfg: ModelConfig):
@@ -108,29 +108,31 @@ def _unet(x, cfg: ModelConfig):
     two 3x3 convolutions. Decoder, per level: a 1x1 convolution (channel reduction at the low
     resolution, where it is cheap), 2x upsampling, concatenation with the encoder's features at
     that resolution, one 3x3 convolution. Shared by the amplitude head (``amp_activation``) and
-    the phase head (``pi * tanh``), each a 3x3 convolution to C channels.
+    the phase head (``pi * tanh``), each a 3x3 convolution to C channels. Every hidden
+    convolution uses ``cfg.activation``.
     """
+    act = cfg.activation  # hidden layers; the heads have their own
     patchify = cfg.resolved_stem == "patchify"
     side = cfg.N // 2 if patchify else cfg.N
     filters = filter_counts(side, cfg.n_filters_scale)
     if patchify:
-        x = keras.layers.Conv2D(filters[0], 2, strides=2, activation="relu", name="stem")(x)
+        x = keras.layers.Conv2D(filters[0], 2, strides=2, activation=act, name="stem")(x)
     depth = len(filters)
     skips = []
     for k in range(depth):
-        x = _conv(x, filters[k], f"enc{k}_a")
-        x = _conv(x, filters[k], f"enc{k}_b")
+        x = _conv(x, filters[k], f"enc{k}_a", act)
+        x = _conv(x, filters[k], f"enc{k}_b", act)
         skips.append(x)  # resolution side / 2**k
         x = keras.layers.MaxPooling2D(2, name=f"pool{k}")(x)
-    x = _conv(x, filters[-1], "bottleneck_a")
-    x = _conv(x, filters[-1], "bottleneck_b")  # resolution 8
+    x = _conv(x, filters[-1], "bottleneck_a", act)
+    x = _conv(x, filters[-1], "bottleneck_b", act)  # resolution 8
     # decode to N/2 (padded to N later), or to N; a patchify stem's side is already N/2
     last = 1 if cfg.pad_object and side == cfg.N else 0
     for k in range(depth - 1, last - 1, -1):
-        x = keras.layers.Conv2D(filters[k], 1, activation="relu", name=f"reduce{k}")(x)
+        x = keras.layers.Conv2D(filters[k], 1, activation=act, name=f"reduce{k}")(x)
         x = keras.layers.UpSampling2D(2, name=f"up{k}")(x)
         x = keras.layers.Concatenate(name=f"skip{k}")([x, skips[k]])
-        x = _conv(x, filters[k], f"dec{k}")
+        x = _conv(x, filters[k], f"dec{k}", act)
     C = cfg.C
     amp = keras.layers.Conv2D(C, 3, padding="same", activation=cfg.amp_activation,
                               name="amp_head")(x)

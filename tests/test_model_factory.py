@@ -253,3 +253,26 @@ def test_the_default_stem_patchifies_from_n_128_only():
     assert ae.get_layer("stem").strides == (2, 2)
     ae = model_lib.build_models(ModelConfig(N=64, n_filters_scale=1)).autoencoder
     assert "stem" not in [layer.name for layer in ae.layers]
+
+
+@pytest.mark.parametrize("stem", ["none", "patchify"])
+def test_the_hidden_activation_is_one_option_for_every_hidden_layer(stem):
+    """model.activation reaches every hidden convolution (and the stem), never the heads; a
+    leaky unit passes gradient for negative inputs; relu stays out of the ids (recorded
+    studies keep theirs); an unknown name is refused."""
+    import keras
+
+    cfg = ModelConfig(N=32, gridsize=1, n_filters_scale=1, stem=stem, activation="leaky_relu")
+    ae = model_lib.build_models(cfg).autoencoder
+    convs = [layer for layer in ae.layers if isinstance(layer, keras.layers.Conv2D)]
+    hidden = [layer for layer in convs if not layer.name.endswith("_head")]
+    assert len(hidden) >= 7 and ("stem" in [h.name for h in hidden]) == (stem == "patchify")
+    x = keras.ops.convert_to_tensor(np.array([-1.0, 2.0], np.float32))
+    for layer in hidden:
+        np.testing.assert_allclose(np.asarray(layer.activation(x)), [-0.2, 2.0], rtol=1e-6)
+    assert ae.get_layer("amp_head").activation is keras.activations.sigmoid
+    _forward(ae, 32, 1)
+    assert "activation" not in ModelConfig().identity_dict()
+    assert cfg.identity_dict()["activation"] == "leaky_relu"
+    with pytest.raises(ConfigError, match=r"ModelConfig.activation = 'tanh'"):
+        ModelConfig(activation="tanh")
