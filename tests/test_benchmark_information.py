@@ -1,0 +1,42 @@
+"""benchmarks/sample_information.py: the Poisson KL of a sample's patterns from a constant
+object's, which docs/quality.md (round 11) uses to predict where a sample's dose window lies."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ptycho.config import ModelConfig, SimulationConfig
+from ptycho.simulation import simulate_unit
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from sample_information import pattern_kl  # noqa: E402
+
+
+def _kl(contrast, nphotons=1e4):
+    sim = SimulationConfig(object_size=48, n_train=4, n_test=1, amp_contrast=contrast,
+                           max_phase=0.785 * contrast)
+    train, _ = simulate_unit(ModelConfig(N=16, gridsize=1), nphotons, sim)
+    return pattern_kl(train.patches, train.probe, nphotons), train
+
+
+def test_kl_is_zero_for_a_constant_object_linear_in_dose_and_about_quadratic_in_contrast():
+    kl1, train = _kl(1.0)
+    flat = np.full_like(train.patches, 0.7)
+    assert pattern_kl(flat, train.probe, 1e4) == pytest.approx(0.0, abs=1e-9)
+    assert kl1 > 0
+    assert _kl(1.0, 1e6)[0] == pytest.approx(100 * kl1, rel=1e-4)
+    ratio = kl1 / _kl(0.3)[0]
+    assert 0.7 * 0.3**-2 < ratio < 1.4 * 0.3**-2, ratio
+
+
+def test_bad_input_is_one_line_and_exit_2():
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "sample_information.py"),
+                          str(ROOT / "experiments" / "smoke.toml"), "simulation.amp_contrast=2"],
+                         capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and "amp_contrast" in lines[0] and "smoke.toml" in lines[0], out.stderr
