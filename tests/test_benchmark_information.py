@@ -40,3 +40,26 @@ def test_bad_input_is_one_line_and_exit_2():
     assert out.returncode == 2
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and "amp_contrast" in lines[0] and "smoke.toml" in lines[0], out.stderr
+
+
+def test_dead_units_prints_every_hidden_layer_before_and_after(tmp_path):
+    """benchmarks/dead_units.py on a tiny sweep, with an override reaching the model: one row
+    per hidden convolution, fractions in [0, 1], channel counts within the layer's width."""
+    from test_benchmark_quality import TINY
+
+    sweep = tmp_path / "tiny.toml"
+    sweep.write_text(TINY)
+    for activation in ("relu", "leaky_relu"):
+        out = subprocess.run(
+            [sys.executable, str(ROOT / "benchmarks" / "dead_units.py"), str(sweep),
+             f'model.activation="{activation}"', "--epochs", "2", "--samples", "8",
+             "--threads", "1"], capture_output=True, text=True, cwd=ROOT, timeout=300)
+        assert out.returncode == 0, out.stderr[-2000:]
+        lines = out.stdout.splitlines()
+        assert f"activation {activation}" in lines[0] and "after 2 epochs" in lines[0]
+        rows = [line.split() for line in lines[2:]]
+        assert [r[0] for r in rows][:2] == ["enc0_a", "enc0_b"] and len(rows) >= 4
+        for r in rows:
+            before, after, total = int(r[3]), int(r[5]), int(r[7])
+            assert 0 <= after <= total and 0 < before <= total
+            assert 0 <= float(r[1]) <= 1 and 0 <= float(r[2]) <= 1
