@@ -45,6 +45,17 @@ def test_training_rejects_a_model_config_that_does_not_match_the_data(small_data
                          model_config=ModelConfig(N=32, gridsize=2))
 
 
+def test_training_refuses_a_dose_that_is_not_the_datas(small_data):
+    """The loss is scaled by training.nphotons: a config at another dose than the data's
+    would train with a wrong scale, silently; it is refused before any step, naming both."""
+    model_cfg, train, _ = small_data
+    with pytest.raises(ValueError, match=r"training.nphotons = 1e\+09 .* at 1e\+06 photons"):
+        train_pinn.train(train, training=TrainingConfig(nepochs=1), model_config=model_cfg)
+    result = train_pinn.train(train, training=TrainingConfig(nphotons=1e6 * (1 + 1e-9),
+                                                             nepochs=1), model_config=model_cfg)
+    assert len(result.history["loss"]) == 1
+
+
 def _nll_at_truth(data):
     """The "nll" loss (Poisson deviance / 2 per count, see ptycho.losses) of the noiseless
     forward model of the true object: the floor the training loss approaches."""
