@@ -24,8 +24,10 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+DEFAULT_SWEEP = ROOT / "experiments" / "dose_response_weak.toml"
 
 import numpy as np  # noqa: E402
+from _args import sweep_and_overrides  # noqa: E402
 
 from runner.sweep import SweepError, load_sweep  # noqa: E402
 
@@ -52,7 +54,7 @@ def firing(model, X, positions) -> dict[str, tuple[float, int, int]]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("sweep", nargs="?",
-                    default=str(ROOT / "experiments" / "dose_response_weak.toml"))
+                    help="sweep file (default: experiments/dose_response_weak.toml)")
     ap.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                     help="override the sweep file, e.g. 'simulation.amp_contrast=0.1'")
     ap.add_argument("--epochs", type=int, default=15, help="epochs of the arm's schedule")
@@ -60,7 +62,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_intermixed_args()
     try:
-        sweep = load_sweep(Path(args.sweep), overrides=[*DEFAULT_OVERRIDES, *args.overrides])
+        path, overrides = sweep_and_overrides(args.sweep, args.overrides, DEFAULT_SWEEP)
+        sweep = load_sweep(path, overrides=[*DEFAULT_OVERRIDES, *overrides])
     except SweepError as exc:
         for line in str(exc).splitlines():
             print(f"dead_units.py: error: {line}", file=sys.stderr)

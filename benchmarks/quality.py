@@ -30,8 +30,10 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+DEFAULT_SWEEP = ROOT / "experiments" / "quality.toml"
 
 import pandas as pd  # noqa: E402
+from _args import sweep_and_overrides  # noqa: E402
 
 from runner.plan import Sweep  # noqa: E402
 from runner.sweep import SweepError, load_sweep  # noqa: E402
@@ -151,7 +153,7 @@ def summary(df: pd.DataFrame, target: float) -> pd.DataFrame:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("sweep", nargs="?", default=str(ROOT / "experiments" / "quality.toml"))
+    ap.add_argument("sweep", nargs="?", help="sweep file (default: experiments/quality.toml)")
     ap.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                     help="override the sweep file, e.g. 'grid.gridsize=[2]'")
     ap.add_argument("--every", type=int, default=5, help="score every K epochs")
@@ -162,7 +164,8 @@ def main() -> None:
                     help="write each arm's final reconstructions (.npz and .png) here")
     args = ap.parse_intermixed_args()  # overrides before or after the options
     try:  # validated before TensorFlow loads: one line per problem, exit 2 (as ptycho-sweep)
-        sweep = load_sweep(Path(args.sweep), overrides=args.overrides)
+        path, overrides = sweep_and_overrides(args.sweep, args.overrides, DEFAULT_SWEEP)
+        sweep = load_sweep(path, overrides=overrides)
     except SweepError as exc:
         for line in str(exc).splitlines():
             print(f"quality.py: error: {line}", file=sys.stderr)

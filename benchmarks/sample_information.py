@@ -24,8 +24,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+DEFAULT_SWEEP = ROOT / "experiments" / "dose_response_n64_auto.toml"
 
 import numpy as np  # noqa: E402
+from _args import sweep_and_overrides  # noqa: E402
 
 from runner.sweep import SweepError, load_sweep  # noqa: E402
 
@@ -54,12 +56,13 @@ def pattern_kl(patches: np.ndarray, probe: np.ndarray, nphotons: float) -> float
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("sweep", nargs="?",
-                    default=str(ROOT / "experiments" / "dose_response_n64_auto.toml"))
+                    help="sweep file (default: experiments/dose_response_n64_auto.toml)")
     ap.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                     help="override the sweep file, e.g. 'simulation.amp_contrast=0.3'")
     args = ap.parse_intermixed_args()
     try:
-        sweep = load_sweep(Path(args.sweep), overrides=args.overrides, check_task=False)
+        path, overrides = sweep_and_overrides(args.sweep, args.overrides, DEFAULT_SWEEP)
+        sweep = load_sweep(path, overrides=overrides, check_task=False)
     except SweepError as exc:
         for line in str(exc).splitlines():
             print(f"sample_information.py: error: {line}", file=sys.stderr)

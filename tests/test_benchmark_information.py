@@ -33,6 +33,18 @@ def test_kl_is_zero_for_a_constant_object_linear_in_dose_and_about_quadratic_in_
     assert 0.7 * 0.3**-2 < ratio < 1.4 * 0.3**-2, ratio
 
 
+def test_an_override_may_come_first_and_the_default_sweep_then_applies():
+    """``script KEY=VALUE`` reads as an override of the default sweep, not as a file name."""
+    from _args import sweep_and_overrides
+
+    default = ROOT / "experiments" / "smoke.toml"
+    assert sweep_and_overrides("simulation.seed=1", ["a=2"], default) == \
+        (default, ["simulation.seed=1", "a=2"])
+    assert sweep_and_overrides(None, [], default) == (default, [])
+    smoke = str(ROOT / "experiments" / "quality.toml")
+    assert sweep_and_overrides(smoke, ["a=1"], default) == (Path(smoke), ["a=1"])
+
+
 def test_bad_input_is_one_line_and_exit_2():
     out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "sample_information.py"),
                           str(ROOT / "experiments" / "smoke.toml"), "simulation.amp_contrast=2"],
