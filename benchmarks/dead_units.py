@@ -16,7 +16,6 @@ e.g. ``'simulation.amp_contrast=0.1' 'model.activation="leaky_relu"'`` (default 
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from pathlib import Path
@@ -24,12 +23,9 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-DEFAULT_SWEEP = ROOT / "experiments" / "dose_response_weak.toml"
 
 import numpy as np  # noqa: E402
-from _args import sweep_and_overrides  # noqa: E402
-
-from runner.sweep import SweepError, load_sweep  # noqa: E402
+from _args import load_or_exit, sweep_parser  # noqa: E402
 
 DEFAULT_OVERRIDES = ("grid.gridsize=[2]", "grid.nphotons=[1e9]")
 
@@ -52,22 +48,13 @@ def firing(model, X, positions) -> dict[str, tuple[float, int, int]]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("sweep", nargs="?",
-                    help="sweep file (default: experiments/dose_response_weak.toml)")
-    ap.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
-                    help="override the sweep file, e.g. 'simulation.amp_contrast=0.1'")
+    ap = sweep_parser(__doc__, "experiments/dose_response_weak.toml",
+                      "simulation.amp_contrast=0.1")
     ap.add_argument("--epochs", type=int, default=15, help="epochs of the arm's schedule")
     ap.add_argument("--samples", type=int, default=32, help="training samples to probe with")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_intermixed_args()
-    try:
-        path, overrides = sweep_and_overrides(args.sweep, args.overrides, DEFAULT_SWEEP)
-        sweep = load_sweep(path, overrides=[*DEFAULT_OVERRIDES, *overrides])
-    except SweepError as exc:
-        for line in str(exc).splitlines():
-            print(f"dead_units.py: error: {line}", file=sys.stderr)
-        sys.exit(2)
+    sweep = load_or_exit(args, "dead_units.py", before=DEFAULT_OVERRIDES)
     import keras
     import tensorflow as tf
 

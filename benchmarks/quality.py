@@ -21,7 +21,6 @@ arrays of an arm's artifact: ``amplitude``, ``phase``, ``true_amplitude``, ``tru
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
@@ -30,13 +29,11 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-DEFAULT_SWEEP = ROOT / "experiments" / "quality.toml"
 
 import pandas as pd  # noqa: E402
-from _args import sweep_and_overrides  # noqa: E402
+from _args import load_or_exit, sweep_parser  # noqa: E402
 
 from runner.plan import Sweep  # noqa: E402
-from runner.sweep import SweepError, load_sweep  # noqa: E402
 
 COLUMNS = ["amp_norm_ssim", "amp_norm_ssim_baseline", "amp_norm_psnr", "amp_norm_psnr_baseline",
            "amp_frc50_px", "phase_plane_ssim", "phase_plane_ssim_baseline", "amp_ssim"]
@@ -152,10 +149,7 @@ def summary(df: pd.DataFrame, target: float) -> pd.DataFrame:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("sweep", nargs="?", help="sweep file (default: experiments/quality.toml)")
-    ap.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
-                    help="override the sweep file, e.g. 'grid.gridsize=[2]'")
+    ap = sweep_parser(__doc__, "experiments/quality.toml", "grid.gridsize=[2]")
     ap.add_argument("--every", type=int, default=5, help="score every K epochs")
     ap.add_argument("--target", type=float, default=0.7, help="amp SSIM to time")
     ap.add_argument("--threads", type=int, default=2)
@@ -163,13 +157,7 @@ def main() -> None:
     ap.add_argument("--save", type=Path, metavar="DIR",
                     help="write each arm's final reconstructions (.npz and .png) here")
     args = ap.parse_intermixed_args()  # overrides before or after the options
-    try:  # validated before TensorFlow loads: one line per problem, exit 2 (as ptycho-sweep)
-        path, overrides = sweep_and_overrides(args.sweep, args.overrides, DEFAULT_SWEEP)
-        sweep = load_sweep(path, overrides=overrides)
-    except SweepError as exc:
-        for line in str(exc).splitlines():
-            print(f"quality.py: error: {line}", file=sys.stderr)
-        sys.exit(2)
+    sweep = load_or_exit(args, "quality.py")  # before TensorFlow loads, as ptycho-sweep
     df = run(sweep, args.every, args.threads, args.save)
     if args.csv:
         df.to_csv(args.csv, index=False)

@@ -18,18 +18,14 @@ e.g. ``'simulation.amp_contrast=0.3' 'simulation.max_phase=0.2356'`` (default sw
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-DEFAULT_SWEEP = ROOT / "experiments" / "dose_response_n64_auto.toml"
 
 import numpy as np  # noqa: E402
-from _args import sweep_and_overrides  # noqa: E402
-
-from runner.sweep import SweepError, load_sweep  # noqa: E402
+from _args import load_or_exit, sweep_parser  # noqa: E402
 
 
 def pattern_kl(patches: np.ndarray, probe: np.ndarray, nphotons: float) -> float:
@@ -54,19 +50,10 @@ def pattern_kl(patches: np.ndarray, probe: np.ndarray, nphotons: float) -> float
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("sweep", nargs="?",
-                    help="sweep file (default: experiments/dose_response_n64_auto.toml)")
-    ap.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
-                    help="override the sweep file, e.g. 'simulation.amp_contrast=0.3'")
+    ap = sweep_parser(__doc__, "experiments/dose_response_n64_auto.toml",
+                      "simulation.amp_contrast=0.3")
     args = ap.parse_intermixed_args()
-    try:
-        path, overrides = sweep_and_overrides(args.sweep, args.overrides, DEFAULT_SWEEP)
-        sweep = load_sweep(path, overrides=overrides, check_task=False)
-    except SweepError as exc:
-        for line in str(exc).splitlines():
-            print(f"sample_information.py: error: {line}", file=sys.stderr)
-        sys.exit(2)
+    sweep = load_or_exit(args, "sample_information.py", check_task=False)
     from ptycho.simulation import simulate_unit
 
     print("   N  gs  nphotons  amp_contrast  max_phase  KL nats/pattern  per 1e4 photons")
