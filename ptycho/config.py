@@ -98,9 +98,10 @@ class ModelConfig(_ConfigBase):
             dose fixes it, and a free scale trades off against the object amplitude).
         amp_activation: activation of the amplitude head.
         activation: the U-Net's hidden activation, ``"relu"`` (default) or ``"leaky_relu"``
-            (slope 0.2 below zero: a unit never stops passing gradient). On a weakly
-            scattering sample most ReLU channels die while the network sits at the constant
-            object and it never leaves it (docs/quality.md, round 11).
+            (slope 0.2 below zero: a unit never stops passing gradient). On a weak sample
+            (``SimulationConfig.amp_contrast = 0.1``) about half the channels of several ReLU
+            layers stop firing while the network sits at the constant object, which it never
+            leaves; leaky units leave it (docs/quality.md, round 11).
         stem: ``"none"``: the U-Net's first level runs at ``N x N``; ``"patchify"``: a 2x2
             stride-2 convolution first, so the U-Net runs at ``N/2 x N/2`` (one level fewer,
             about a quarter of the cost) and decodes to the ``N/2`` object region at full
@@ -266,9 +267,10 @@ class SimulationConfig(_ConfigBase):
         amp_contrast: fraction of the amplitude span ``[0.5, 1]`` the object uses, in ``(0, 1]``
             (default 1): amplitude in ``[0.5, 0.5 + 0.5 * amp_contrast]``. With a smaller
             ``max_phase`` it makes a weakly scattering sample, whose features need more
-            photons: the signal of a feature in the patterns goes as its contrast squared, so
-            ``amp_contrast = 0.1`` with a tenth of the phase moves the dose response about 100x
-            up the dose axis (docs/quality.md, round 11).
+            photons: the information per pattern goes about as the contrast squared
+            (``benchmarks/sample_information.py``: 0.3 of both needs 12.5x the dose, 0.1
+            116x). What the network reaches drops too: at 0.3 its 1e9 score falls to about
+            0.8, at 0.1 it does not learn (docs/quality.md, round 11).
         feature_scale: multiplies the object's lengths in pixels (``ptycho.objects.make_object``:
             the lines' width 1 px and spacing 8 px, the field's correlation length 6 px), a
             number in ``(0, 16]``, or ``"auto"`` (default): ``max(1, N / 32)``
