@@ -19,7 +19,6 @@ add ``'simulation.feature_scale="auto"'`` for the default object (round 7).
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
@@ -30,9 +29,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
+from _args import load_or_exit, sweep_parser  # noqa: E402
 
 from ptycho.probe import rotate_180  # noqa: E402
-from runner.sweep import load_sweep  # noqa: E402
 
 DEFAULT_OVERRIDES = ("grid.gridsize=[1]", "grid.nphotons=[1e9]")
 BINS = [-1.0, 0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
@@ -55,13 +54,10 @@ def twin_of(patches: np.ndarray, probe: np.ndarray, mask: np.ndarray) -> np.ndar
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("sweep", nargs="?",
-                    default=str(ROOT / "experiments" / "dose_response_n64_cpu.toml"))
-    ap.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
+    ap = sweep_parser(__doc__, "experiments/dose_response_n64_cpu.toml", "arms.loss=[\"mae\"]")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_intermixed_args()  # overrides before or after the options
-    sweep = load_sweep(args.sweep, overrides=[*DEFAULT_OVERRIDES, *args.overrides])
+    sweep = load_or_exit(args, "gridsize1_tiles.py", before=DEFAULT_OVERRIDES)
     unit = sweep.plan()[0]
     arm = unit.arms[0]
 

@@ -45,13 +45,15 @@ def test_an_override_may_come_first_and_the_default_sweep_then_applies():
     assert sweep_and_overrides(smoke, ["a=1"], default) == (Path(smoke), ["a=1"])
 
 
-def test_bad_input_is_one_line_and_exit_2():
-    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "sample_information.py"),
+@pytest.mark.parametrize("script", ["sample_information", "dead_units", "gridsize1_tiles"])
+def test_bad_input_is_one_line_and_exit_2(script):
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / f"{script}.py"),
                           str(ROOT / "experiments" / "smoke.toml"), "simulation.amp_contrast=2"],
                          capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert out.returncode == 2
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and "amp_contrast" in lines[0] and "smoke.toml" in lines[0], out.stderr
+    assert lines[0].startswith(f"{script}.py: error: ")
 
 
 def test_dead_units_prints_every_hidden_layer_before_and_after(tmp_path):
