@@ -45,6 +45,9 @@ __all__ = [
 ]
 
 SUPPORTED_N = (16, 32, 64, 128, 256)
+#: The default probe's defocus: the pupil's quadratic phase at the aperture edge, radians (a
+#: quarter wave, Rayleigh's tolerance: "mild"). ``ModelConfig.probe_defocus`` changes it.
+DEFAULT_PROBE_DEFOCUS = math.pi / 2
 AMP_ACTIVATIONS = ("sigmoid", "swish", "softplus", "relu")
 #: ``ModelConfig.activation``: the U-Net's hidden activation (Keras names).
 ACTIVATIONS = ("relu", "leaky_relu")
@@ -93,6 +96,10 @@ class ModelConfig(_ConfigBase):
             ``|P|`` centro-symmetric, which leaves gridsize 1 unable to tell the object from its
             twin; 1.5 lifted N = 64 gridsize 1 from 0.23 to 0.33 amplitude SSIM
             (docs/quality.md, round 4).
+        probe_defocus: the pupil's defocus phase at the aperture edge, radians (default a
+            quarter wave, ``pi / 2``). With a wider aperture (smaller ``probe_scale``) a strong
+            defocus keeps the probe wide in real space while its bright-field disc covers more
+            of the detector (``ptycho.probe``).
         probe_trainable: let the probe be learnt.
         intensity_scale_trainable: let the log intensity scale be learnt (default False: the
             dose fixes it, and a free scale trades off against the object amplitude).
@@ -121,6 +128,7 @@ class ModelConfig(_ConfigBase):
     probe_scale: float = 0.5
     probe_mask: bool = True
     probe_coma: float = added_option(0.0)
+    probe_defocus: float = added_option(DEFAULT_PROBE_DEFOCUS)
     probe_trainable: bool = False
     intensity_scale_trainable: bool = False
     amp_activation: str = "sigmoid"
@@ -141,6 +149,7 @@ class ModelConfig(_ConfigBase):
         _check_float(o, "probe_scale", self.probe_scale, 0.0, 16.0, lo_open=True)
         _check_bool(o, "probe_mask", self.probe_mask)
         _check_float(o, "probe_coma", self.probe_coma, -10.0, 10.0)
+        _check_float(o, "probe_defocus", self.probe_defocus, -200.0, 200.0)
         _check_bool(o, "probe_trainable", self.probe_trainable)
         _check_bool(o, "intensity_scale_trainable", self.intensity_scale_trainable)
         _check_choice(o, "amp_activation", self.amp_activation, AMP_ACTIVATIONS)

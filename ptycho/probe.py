@@ -1,9 +1,18 @@
 """The default illumination (probe) and its support mask.
 
-The probe is a focused beam: a disc aperture in Fourier space (a low-pass pupil) carrying a mild
+The probe is a focused beam: a disc aperture in Fourier space (a low-pass pupil) carrying a
 quadratic (defocus) phase, inverse Fourier transformed to real space. In focus its intensity is an
-Airy pattern; the defocus curves its wavefront without changing its width much. An optional coma
-(``coma`` radians, ``ModelConfig.probe_coma``) makes the probe's intensity asymmetric.
+Airy pattern; the default defocus (a quarter wave at the aperture edge) curves its wavefront
+without changing its width much. An optional coma (``coma`` radians, ``ModelConfig.probe_coma``)
+makes the probe's intensity asymmetric.
+
+Why a stronger defocus (``defocus``, ``ModelConfig.probe_defocus``): the default aperture is
+about 2.4 Fourier pixels wide, so the unscattered beam (the bright field) covers a few dozen of
+the ``N**2`` detector pixels. Outside it the counts are the sample's scattering alone, which
+depends on a weak sample's contrast to second order; only inside it does the scattering
+interfere with the beam, to first order. A wider aperture (smaller ``probe_scale``) widens the
+bright field but shrinks the in-focus probe; a defocus of several waves spreads it again, so the
+probe can cover the same area with a bright field ten times larger (docs/quality.md, round 12).
 
 Why coma: with a probe whose modulus is centro-symmetric (``|P(r)| = |P(-r)|``, true of the default
 probe) a single diffraction pattern cannot tell an object patch ``O(r)`` from its twin, the patch
@@ -34,15 +43,15 @@ import math
 
 import numpy as np
 
-from .config import SUPPORTED_N
+from .config import DEFAULT_PROBE_DEFOCUS, SUPPORTED_N
 
 __all__ = ["get_probe_mask", "get_default_probe", "probe_for", "rotate_180", "APERTURE_CONSTANT",
            "DEFOCUS_EDGE_PHASE"]
 
 #: Fourier aperture radius in Fourier pixels = ``APERTURE_CONSTANT / probe_scale``.
 APERTURE_CONSTANT = 1.22
-#: Defocus phase at the aperture edge in radians (a quarter wave, Rayleigh's tolerance: "mild").
-DEFOCUS_EDGE_PHASE = math.pi / 2
+#: The default defocus phase at the aperture edge in radians (``ptycho.config``).
+DEFOCUS_EDGE_PHASE = DEFAULT_PROBE_DEFOCUS
 
 _FORMATS = ("tf", "np")
 
@@ -81,14 +90,15 @@ def get_probe_mask(N: int) -> np.ndarray:
     return (_radius_grid(N) < N / 4).astype(np.float32)
 
 
-def _probe_np(N: int, probe_scale: float, mask: bool, coma: float) -> np.ndarray:
+def _probe_np(N: int, probe_scale: float, mask: bool, coma: float,
+              defocus: float) -> np.ndarray:
     kr = _radius_grid(N)  # Fourier-pixel radius, DC at (N // 2, N // 2)
     rk = APERTURE_CONSTANT / probe_scale
     # Disc aperture with a one-pixel linear (anti-aliased) edge, so the probe varies
     # continuously with probe_scale.
     aperture = np.clip(rk - kr + 0.5, 0.0, 1.0)
     rho = kr / rk  # 1 at the aperture edge
-    phase = DEFOCUS_EDGE_PHASE * rho**2
+    phase = defocus * rho**2
     if coma:
         # Zernike primary coma (3 rho^3 - 2 rho) cos(theta), theta from the (1, 1) diagonal so
         # both axes are asymmetric; its -2 rho tilt keeps the probe near the centre.
@@ -107,15 +117,16 @@ def _probe_np(N: int, probe_scale: float, mask: bool, coma: float) -> np.ndarray
 
 
 def get_default_probe(N: int, fmt: str = "tf", probe_scale: float | None = None,
-                      mask: bool = True, coma: float = 0.0):
+                      mask: bool = True, coma: float = 0.0,
+                      defocus: float = DEFOCUS_EDGE_PHASE):
     """The default focused probe of side ``N``.
 
     A disc aperture of radius ``1.22 / probe_scale`` Fourier pixels with a defocus phase
-    ``(pi / 2) * (k / k_edge)**2`` (a quarter wave at the aperture edge), inverse FFT to real
-    space, centred at ``(N // 2, N // 2)``, multiplied by :func:`get_probe_mask` when ``mask``,
-    and normalised to ``max |P| = 1``. With ``coma`` the pupil also carries the primary coma
-    ``coma * (3 k^3 - 2 k) cos(theta)`` (``k`` the radius over the aperture radius, ``theta``
-    from the (1, 1) diagonal): ``coma`` radians at the aperture edge. The in-focus probe's
+    ``defocus * (k / k_edge)**2`` (default ``pi / 2``, a quarter wave at the edge), inverse
+    FFT to real space, centred at ``(N // 2, N // 2)``, multiplied by :func:`get_probe_mask`
+    when ``mask``, and normalised to ``max |P| = 1``. With ``coma`` the pupil also carries the
+    primary coma ``coma * (3 k^3 - 2 k) cos(theta)`` (``k`` the radius over the aperture radius,
+    ``theta`` from the (1, 1) diagonal): ``coma`` radians at the aperture edge. The in-focus probe's
     first dark ring has radius ``probe_scale * N / 2`` pixels: at the default 0.5 that is the
     mask radius ``N / 4``, so the probe covers the central ``N / 2`` region and falls smoothly
     to zero at its edge.
@@ -128,6 +139,7 @@ def get_default_probe(N: int, fmt: str = "tf", probe_scale: float | None = None,
         mask: multiply by the disc of radius ``N / 4``.
         coma: coma in radians at the aperture edge (0, the default, keeps ``|P|``
             centro-symmetric; about 1 makes it clearly asymmetric, see the module docstring).
+        defocus: defocus phase in radians at the aperture edge (see the module docstring).
 
     Returns:
         ``(N, N) complex64`` probe (``np.ndarray`` or ``tf.Tensor``), dimensionless,
@@ -135,7 +147,7 @@ def get_default_probe(N: int, fmt: str = "tf", probe_scale: float | None = None,
 
     Raises:
         ValueError: ``N`` not in 16..256 or not a power of two, unknown ``fmt``, or
-            ``probe_scale`` not a finite number > 0, or ``coma`` not finite.
+            ``probe_scale`` not a finite number > 0, or ``coma`` or ``defocus`` not finite.
     """
     N = _check_N(N)
     if fmt not in _FORMATS:
@@ -147,10 +159,11 @@ def get_default_probe(N: int, fmt: str = "tf", probe_scale: float | None = None,
     if (isinstance(probe_scale, bool) or not isinstance(probe_scale, (int, float, np.floating))
             or not math.isfinite(probe_scale) or probe_scale <= 0):
         raise ValueError(f"probe_scale must be a finite number > 0; got {probe_scale!r}")
-    if isinstance(coma, bool) or not isinstance(coma, (int, float, np.floating)) \
-            or not math.isfinite(coma):
-        raise ValueError(f"coma must be a finite number; got {coma!r}")
-    probe = _probe_np(N, float(probe_scale), bool(mask), float(coma))
+    for name, value in (("coma", coma), ("defocus", defocus)):
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)) \
+                or not math.isfinite(value):
+            raise ValueError(f"{name} must be a finite number; got {value!r}")
+    probe = _probe_np(N, float(probe_scale), bool(mask), float(coma), float(defocus))
     if fmt == "np":
         return probe
     import tensorflow as tf
@@ -160,10 +173,10 @@ def get_default_probe(N: int, fmt: str = "tf", probe_scale: float | None = None,
 
 def probe_for(model_cfg) -> np.ndarray:
     """The default probe of a :class:`ptycho.config.ModelConfig` (its ``N``, ``probe_scale``,
-    ``probe_mask`` and ``probe_coma``): ``(N, N) complex64`` numpy array. The one place the
-    model and the simulation turn a configuration into a probe."""
+    ``probe_mask``, ``probe_coma`` and ``probe_defocus``): ``(N, N) complex64`` numpy array. The
+    one place the model and the simulation turn a configuration into a probe."""
     return get_default_probe(model_cfg.N, "np", model_cfg.probe_scale, mask=model_cfg.probe_mask,
-                             coma=model_cfg.probe_coma)
+                             coma=model_cfg.probe_coma, defocus=model_cfg.probe_defocus)
 
 
 def rotate_180(a: np.ndarray) -> np.ndarray:

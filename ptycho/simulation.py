@@ -228,7 +228,7 @@ def simulate_unit(model_cfg: ModelConfig, nphotons: float, sim_cfg: SimulationCo
     """Training and test sets for one (N, gridsize, dose) unit.
 
     * Probe: ``probe`` or ``ptycho.probe.probe_for(model_cfg)`` (the default probe with the
-      config's ``probe_scale``, ``probe_mask`` and ``probe_coma``).
+      config's ``probe_scale``, ``probe_mask``, ``probe_coma`` and ``probe_defocus``).
     * Train: object ``make_object(kind, object_size, seed, max_phase, feature_scale_for(N),
       amp_contrast)``. Scan ``'random'``: ``n_train`` group centres uniform over the area
       where the whole group fits (margin ``scan_buffer + offset * (gridsize - 1) / 2``), then

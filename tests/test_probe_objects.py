@@ -150,6 +150,48 @@ def test_bad_coma_raises():
         ModelConfig(probe_coma=float("inf"))
 
 
+def test_probe_defocus_follows_the_config_and_keeps_default_ids():
+    assert "probe_defocus" not in ModelConfig().identity_dict()
+    np.testing.assert_array_equal(probe_for(ModelConfig(N=32, probe_defocus=math.pi / 2)),
+                                  probe_for(ModelConfig(N=32)))
+    cfg = ModelConfig(N=32, probe_scale=0.2, probe_defocus=6.0)
+    np.testing.assert_array_equal(probe_for(cfg),
+                                  get_default_probe(32, "np", 0.2, defocus=6.0))
+    assert ModelConfig(probe_defocus=6.0).identity_dict()["probe_defocus"] == 6.0
+
+
+def test_bad_defocus_raises():
+    with pytest.raises(ValueError, match="defocus"):
+        get_default_probe(32, "np", defocus=float("inf"))
+    with pytest.raises(ConfigError, match="probe_defocus"):
+        ModelConfig(probe_defocus=float("nan"))
+
+
+def _bright_field_and_width(p):
+    """Detector pixels holding more than 1 % of the unscattered beam's peak intensity, and the
+    real-space rms radius of ``|p|**2`` in pixels."""
+    n = p.shape[0]
+    far = np.abs(np.fft.fft2(p)) ** 2
+    k = np.arange(n) - n // 2
+    r2 = k[:, None] ** 2 + k[None, :] ** 2
+    intensity = np.abs(p) ** 2
+    return int((far > 0.01 * far.max()).sum()), math.sqrt((intensity * r2).sum() / intensity.sum())
+
+
+def test_a_wide_defocused_aperture_widens_the_bright_field_not_the_probe():
+    """The reason for ``probe_defocus`` (ptycho.probe): an aperture five times wider
+    (``probe_scale`` 0.1) with one wave of defocus at its edge (2 pi) lights more than ten times
+    as many detector pixels as the default probe and is about as wide in real space; the same
+    aperture in focus gives a probe less than half as wide."""
+    for n in (32, 64):
+        bf0, w0 = _bright_field_and_width(get_default_probe(n, "np"))
+        bf, w = _bright_field_and_width(get_default_probe(n, "np", 0.1, defocus=2 * math.pi))
+        _, w_focused = _bright_field_and_width(get_default_probe(n, "np", 0.1))
+        assert bf >= 10 * bf0
+        assert 0.85 * w0 <= w <= 1.15 * w0
+        assert w_focused < 0.5 * w0
+
+
 def test_probe_tf_matches_np():
     tf = pytest.importorskip("tensorflow")
     t = get_default_probe(32, "tf", probe_scale=0.6)
