@@ -45,7 +45,8 @@ def test_an_override_may_come_first_and_the_default_sweep_then_applies():
     assert sweep_and_overrides(smoke, ["a=1"], default) == (Path(smoke), ["a=1"])
 
 
-@pytest.mark.parametrize("script", ["sample_information", "dead_units", "gridsize1_tiles"])
+@pytest.mark.parametrize("script", ["sample_information", "dead_units", "gridsize1_tiles",
+                                    "direct_fit"])
 def test_bad_input_is_one_line_and_exit_2(script):
     out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / f"{script}.py"),
                           str(ROOT / "experiments" / "smoke.toml"), "simulation.amp_contrast=2"],
