@@ -51,6 +51,8 @@ DEFAULT_PROBE_DEFOCUS = math.pi / 2
 AMP_ACTIVATIONS = ("sigmoid", "swish", "softplus", "relu")
 #: ``ModelConfig.activation``: the U-Net's hidden activation (Keras names).
 ACTIVATIONS = ("relu", "leaky_relu")
+#: Kernel initialisers of the two output heads (``ModelConfig.head_init``).
+HEAD_INITS = ("glorot_uniform", "zeros")
 #: ``ModelConfig.stem``: what the U-Net does to the patterns first (``ptycho.model._unet``).
 STEMS = ("auto", "none", "patchify")
 #: ``ModelConfig.stem = "auto"`` is ``"patchify"`` from this ``N`` up (docs/quality.md, round 9).
@@ -109,6 +111,10 @@ class ModelConfig(_ConfigBase):
             (``SimulationConfig.amp_contrast = 0.1``) about half the channels of several ReLU
             layers stop firing while the network sits at the constant object, which it never
             leaves; leaky units leave it (docs/quality.md, round 11).
+        head_init: kernel initialiser of the amplitude and phase heads: ``"glorot_uniform"``
+            (default) or ``"zeros"``, with which the untrained network outputs a constant
+            object (amplitude ``amp_activation(0)``, phase 0) for every input, so training
+            need not first undo a random output (docs/quality.md, round 12).
         stem: ``"none"``: the U-Net's first level runs at ``N x N``; ``"patchify"``: a 2x2
             stride-2 convolution first, so the U-Net runs at ``N/2 x N/2`` (one level fewer,
             about a quarter of the cost) and decodes to the ``N/2`` object region at full
@@ -133,6 +139,7 @@ class ModelConfig(_ConfigBase):
     intensity_scale_trainable: bool = False
     amp_activation: str = "sigmoid"
     activation: str = added_option("relu")
+    head_init: str = added_option("glorot_uniform")
     stem: str = added_option("none", default="auto")
     use_xla: bool = False
 
@@ -154,6 +161,7 @@ class ModelConfig(_ConfigBase):
         _check_bool(o, "intensity_scale_trainable", self.intensity_scale_trainable)
         _check_choice(o, "amp_activation", self.amp_activation, AMP_ACTIVATIONS)
         _check_choice(o, "activation", self.activation, ACTIVATIONS)
+        _check_choice(o, "head_init", self.head_init, HEAD_INITS)
         _check_choice(o, "stem", self.stem, STEMS)
         if self.stem == "patchify" and self.N < 32:
             _fail(o, "stem", self.stem, "\"patchify\" needs N >= 32 (its U-Net runs at N/2 "

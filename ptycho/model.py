@@ -108,8 +108,8 @@ def _unet(x, cfg: ModelConfig):
     two 3x3 convolutions. Decoder, per level: a 1x1 convolution (channel reduction at the low
     resolution, where it is cheap), 2x upsampling, concatenation with the encoder's features at
     that resolution, one 3x3 convolution. Shared by the amplitude head (``amp_activation``) and
-    the phase head (``pi * tanh``), each a 3x3 convolution to C channels. Every hidden
-    convolution uses ``cfg.activation``.
+    the phase head (``pi * tanh``), each a 3x3 convolution to C channels, their kernels
+    initialised by ``cfg.head_init``. Every hidden convolution uses ``cfg.activation``.
     """
     act = cfg.activation  # hidden layers; the heads have their own
     patchify = cfg.resolved_stem == "patchify"
@@ -135,8 +135,9 @@ def _unet(x, cfg: ModelConfig):
         x = _conv(x, filters[k], f"dec{k}", act)
     C = cfg.C
     amp = keras.layers.Conv2D(C, 3, padding="same", activation=cfg.amp_activation,
-                              name="amp_head")(x)
-    phase = keras.layers.Conv2D(C, 3, padding="same", activation="tanh", name="phase_head")(x)
+                              kernel_initializer=cfg.head_init, name="amp_head")(x)
+    phase = keras.layers.Conv2D(C, 3, padding="same", activation="tanh",
+                                kernel_initializer=cfg.head_init, name="phase_head")(x)
     phase = keras.layers.Rescaling(math.pi, name="phase_scale")(phase)
     return amp, phase
 

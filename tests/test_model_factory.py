@@ -276,3 +276,28 @@ def test_the_hidden_activation_is_one_option_for_every_hidden_layer(stem):
     assert cfg.identity_dict()["activation"] == "leaky_relu"
     with pytest.raises(ConfigError, match=r"ModelConfig.activation = 'tanh'"):
         ModelConfig(activation="tanh")
+
+
+@pytest.mark.parametrize("gridsize", [1, 2])
+def test_zero_initialised_heads_give_a_constant_object_after_every_reset(gridsize):
+    """model.head_init = "zeros": after building and after reset_weights (any seed) both head
+    kernels are zero, so the object is sigmoid(0) = 0.5 and phase 0 wherever the decoder
+    predicts, whatever the input; the hidden layers stay random; the default stays out of the
+    ids; an unknown name is refused."""
+    cfg = ModelConfig(N=16, gridsize=gridsize, n_filters_scale=1, head_init="zeros")
+    ae = model_lib.build_models(cfg).autoencoder
+    for seed in (None, 3):
+        if seed is not None:
+            model_lib.reset_weights(ae, seed)
+        for name in ("amp_head", "phase_head"):
+            assert not np.any(ae.get_layer(name).kernel.numpy())
+        assert np.std(ae.get_layer("enc0_a").kernel.numpy()) > 0
+        X, pos = _batch(16, cfg.C, seed=seed or 0)
+        obj = np.asarray(ae.predict([X, pos], verbose=0)[0])[..., 0]
+        centre = obj[:, 6:10, 6:10]  # inside the predicted region of every group
+        np.testing.assert_allclose(np.abs(centre), 0.5, rtol=1e-5)
+        np.testing.assert_allclose(np.angle(centre), 0.0, atol=1e-5)
+    assert "head_init" not in ModelConfig().identity_dict()
+    assert cfg.identity_dict()["head_init"] == "zeros"
+    with pytest.raises(ConfigError, match="head_init"):
+        ModelConfig(head_init="ones")
