@@ -98,12 +98,13 @@ def _caption(fig, df, sweep_toml: Path | None, extra: str = "") -> None:
 
 # -- axes and legend -------------------------------------------------------------------------
 def _legend(fig, handles: list, labels: list, spare=None) -> None:
-    """The figure's one legend: in the ``spare`` (empty) axes if any, else outside right."""
+    """The figure's one legend: in the ``spare`` (empty) axes if any, else outside right,
+    centred (at the top it would reach into the title's band of a one-column figure)."""
     if spare is not None:
         spare.axis("off")
         spare.legend(handles, labels, loc="center", fontsize="small", frameon=False)
     else:
-        fig.legend(handles, labels, loc="outside right upper", fontsize="small")
+        fig.legend(handles, labels, loc="outside right center", fontsize="small")
 
 
 def _log_y(ax) -> None:
