@@ -101,7 +101,8 @@ class ModelConfig(_ConfigBase):
         probe_defocus: the pupil's defocus phase at the aperture edge, radians (default a
             quarter wave, ``pi / 2``). With a wider aperture (smaller ``probe_scale``) a strong
             defocus keeps the probe wide in real space while its bright-field disc covers more
-            of the detector (``ptycho.probe``).
+            of the detector (``ptycho.probe``; on a weak sample it did not help the network:
+            docs/quality.md, round 12).
         probe_trainable: let the probe be learnt.
         intensity_scale_trainable: let the log intensity scale be learnt (default False: the
             dose fixes it, and a free scale trades off against the object amplitude).

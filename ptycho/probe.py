@@ -11,8 +11,11 @@ about 2.4 Fourier pixels wide, so the unscattered beam (the bright field) covers
 the ``N**2`` detector pixels. Outside it the counts are the sample's scattering alone, which
 depends on a weak sample's contrast to second order; only inside it does the scattering
 interfere with the beam, to first order. A wider aperture (smaller ``probe_scale``) widens the
-bright field but shrinks the in-focus probe; a defocus of several waves spreads it again, so the
-probe can cover the same area with a bright field ten times larger (docs/quality.md, round 12).
+bright field but shrinks the in-focus probe; a wave or more of defocus spreads it again, so the
+probe can cover the same area with a bright field ten times larger (``probe_scale = 0.1``,
+``defocus = 2 pi``). Measured on a weak sample (docs/quality.md, round 12), it neither shortened
+the network's early plateau nor made the patterns tell the sample from a constant object more
+sharply (half the Poisson KL at the same dose): an option to study, not a better default.
 
 Why coma: with a probe whose modulus is centro-symmetric (``|P(r)| = |P(-r)|``, true of the default
 probe) a single diffraction pattern cannot tell an object patch ``O(r)`` from its twin, the patch
