@@ -44,3 +44,18 @@ def load_or_exit(args: argparse.Namespace, prog: str, before=(), check_task: boo
         for line in str(exc).splitlines():
             print(f"{prog}: error: {line}", file=sys.stderr)
         sys.exit(2)
+
+
+def add_threads(ap: argparse.ArgumentParser, default: int) -> None:
+    """The ``--threads`` option: TensorFlow's intra-op threads (:func:`limit_threads`)."""
+    ap.add_argument("--threads", type=int, default=default,
+                    help=f"TensorFlow intra-op threads (default {default}; one inter-op)")
+
+
+def limit_threads(threads: int) -> None:
+    """TensorFlow on ``threads`` intra-op threads and one inter-op thread, set before any op
+    runs, so a diagnostic takes the cores it is given, as a sweep worker does."""
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(1)

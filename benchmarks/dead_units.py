@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
-from _args import load_or_exit, sweep_parser  # noqa: E402
+from _args import add_threads, limit_threads, load_or_exit, sweep_parser  # noqa: E402
 
 DEFAULT_OVERRIDES = ("grid.gridsize=[2]", "grid.nphotons=[1e9]")
 
@@ -52,17 +52,16 @@ def main() -> None:
                       "simulation.amp_contrast=0.1")
     ap.add_argument("--epochs", type=int, default=15, help="epochs of the arm's schedule")
     ap.add_argument("--samples", type=int, default=32, help="training samples to probe with")
-    ap.add_argument("--threads", type=int, default=2)
+    add_threads(ap, 2)
     args = ap.parse_intermixed_args()
     sweep = load_or_exit(args, "dead_units.py", before=DEFAULT_OVERRIDES)
     import keras
-    import tensorflow as tf
 
     from ptycho import model as model_lib
     from ptycho import train_pinn
     from ptycho.simulation import simulate_unit
 
-    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+    limit_threads(args.threads)
     unit = sweep.plan()[0]
     arm = unit.arms[0]
     training = unit.training_config(arm)

@@ -29,10 +29,18 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
-from _args import load_or_exit, sweep_parser  # noqa: E402
+from _args import add_threads, limit_threads, load_or_exit, sweep_parser  # noqa: E402
 
 DEFAULT_OVERRIDES = ("grid.gridsize=[2]",)
 REPORT_AT = (25, 50, 100, 200, 400, 800, 1600, 3200)
+
+
+def _centre(N: int) -> np.ndarray:
+    """``(1, N, N, 1)`` float32: 1 on the central ``N/2`` region of a patch, which the decoder
+    predicts (``pad_object``) and the fit fits, 0 elsewhere."""
+    centre = np.zeros((1, N, N, 1), np.float32)
+    centre[:, N // 4:N - N // 4, N // 4:N - N // 4] = 1.0
+    return centre
 
 
 def direct_fit(model, data, loss_fn, target: str, steps: int, lr: float):
@@ -46,12 +54,10 @@ def direct_fit(model, data, loss_fn, target: str, steps: int, lr: float):
     big = "reassemble" in layer_names
     N = int(data.X.shape[1])
     pos = tf.constant(np.asarray(data.coords_relative, np.float32))
-    # The decoder predicts the central N/2 region of each patch (pad_object): fit that.
-    centre = np.zeros((1, N, N, data.X.shape[-1]), np.float32)
-    centre[:, N // 4:N - N // 4, N // 4:N - N // 4] = 1.0
+    centre = _centre(N)
     ones = np.broadcast_to(centre, data.X.shape).astype(np.complex64)
     support = (tf.abs(model.get_layer("reassemble")([tf.constant(ones), pos])) > 0 if big
-               else tf.constant(np.broadcast_to(centre[..., :1], data.X.shape[:3] + (1,)) > 0))
+               else tf.constant(np.broadcast_to(centre, data.X.shape[:3] + (1,)) > 0))
     support = tf.cast(support, tf.float32)
     probe = np.asarray(data.probe)
     counts = np.square(np.asarray(data.X, np.float64)).sum(axis=(1, 2)).mean()
@@ -95,17 +101,16 @@ def main() -> None:
     ap = sweep_parser(__doc__, "experiments/dose_response_weak.toml", "grid.nphotons=[1e4]")
     ap.add_argument("--steps", type=int, default=400, help="Adam steps (full batch)")
     ap.add_argument("--lr", type=float, default=0.01, help="Adam step size")
-    ap.add_argument("--threads", type=int, default=1)
+    add_threads(ap, 1)
     args = ap.parse_intermixed_args()
     sweep = load_or_exit(args, "direct_fit.py", before=DEFAULT_OVERRIDES)
-    import tensorflow as tf
 
     from experiments.dose_response import score_patches
     from ptycho import model as model_lib
     from ptycho.losses import get_loss
     from ptycho.simulation import simulate_unit
 
-    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+    limit_threads(args.threads)
     print(f"{'N':>3s} {'gs':>2s} {'nphotons':>8s} {'loss':>9s} {'step':>5s} {'gap':>6s} "
           f"{'amp_ssim':>8s} {'const':>6s} {'frc50':>6s} {'ph_ssim':>7s} {'s':>5s}", flush=True)
     for unit in sweep.plan():
@@ -140,9 +145,7 @@ def _truth_loss(model, data, fn, target: str) -> float:
 
     big = "reassemble" in {layer.name for layer in model.layers}
     pos = tf.constant(np.asarray(data.coords_relative, np.float32))
-    N = int(data.X.shape[1])
-    centre = np.zeros((1, N, N, 1), np.float32)  # the fitted region (see direct_fit)
-    centre[:, N // 4:N - N // 4, N // 4:N - N // 4] = 1.0
+    centre = _centre(int(data.X.shape[1]))
     patches = tf.constant((np.asarray(data.patches) * centre).astype(np.complex64))
     if big:
         patches = model.get_layer("extract_patches")([model.get_layer("reassemble")(

@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
-from _args import load_or_exit, sweep_parser  # noqa: E402
+from _args import add_threads, limit_threads, load_or_exit, sweep_parser  # noqa: E402
 
 from ptycho.probe import rotate_180  # noqa: E402
 
@@ -55,16 +55,13 @@ def twin_of(patches: np.ndarray, probe: np.ndarray, mask: np.ndarray) -> np.ndar
 
 def main() -> None:
     ap = sweep_parser(__doc__, "experiments/dose_response_n64_cpu.toml", "arms.loss=[\"mae\"]")
-    ap.add_argument("--threads", type=int, default=2)
+    add_threads(ap, 2)
     args = ap.parse_intermixed_args()  # overrides before or after the options
     sweep = load_or_exit(args, "gridsize1_tiles.py", before=DEFAULT_OVERRIDES)
     unit = sweep.plan()[0]
     arm = unit.arms[0]
 
-    import tensorflow as tf
-
-    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
-    tf.config.threading.set_inter_op_parallelism_threads(1)
+    limit_threads(args.threads)
     from experiments.dose_response import score_patches
     from ptycho import model as model_lib
     from ptycho import train_pinn

@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import pandas as pd  # noqa: E402
-from _args import load_or_exit, sweep_parser  # noqa: E402
+from _args import add_threads, limit_threads, load_or_exit, sweep_parser  # noqa: E402
 
 from runner.plan import Sweep  # noqa: E402
 
@@ -96,10 +96,7 @@ def save(out: Path, stem: str, mode: str, metrics: dict, arrays: dict) -> None:
 
 
 def run(sweep: Sweep, every: int, threads: int, save_dir: Path | None = None) -> pd.DataFrame:
-    import tensorflow as tf
-
-    tf.config.threading.set_intra_op_parallelism_threads(threads)
-    tf.config.threading.set_inter_op_parallelism_threads(1)
+    limit_threads(threads)
     from ptycho import model as model_lib
     from ptycho import train_pinn
     from ptycho.simulation import simulate_unit
@@ -152,7 +149,7 @@ def main() -> None:
     ap = sweep_parser(__doc__, "experiments/quality.toml", "grid.gridsize=[2]")
     ap.add_argument("--every", type=int, default=5, help="score every K epochs")
     ap.add_argument("--target", type=float, default=0.7, help="amp SSIM to time")
-    ap.add_argument("--threads", type=int, default=2)
+    add_threads(ap, 2)
     ap.add_argument("--csv", help="also write every scoring (per epoch) to this CSV")
     ap.add_argument("--save", type=Path, metavar="DIR",
                     help="write each arm's final reconstructions (.npz and .png) here")
