@@ -60,8 +60,10 @@ def merge_sweeps(old: Sweep, new: Sweep) -> Sweep:
     if all(set(merged[k]) == set(getattr(old, k)) for k in merged):
         return dataclasses.replace(old, timeout_s=new.timeout_s, retries=new.retries)
     out = dataclasses.replace(new, **merged, text=None)
-    header = (f"# the union of the sweeps run into this directory: {old.source} and "
-              f"{new.source}\n")
+    # the directory's own sweep.toml by its name only: no machine-specific path in a file
+    # a study commits
+    header = (f"# the union of the sweeps run into this directory: its earlier sweep.toml "
+              f"and {new.source}\n")
     return dataclasses.replace(out, text=header + dumps_toml(out.to_dict()))
 
 

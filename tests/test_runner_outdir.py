@@ -53,7 +53,9 @@ def test_a_study_grows_in_place_and_keeps_every_row(tmp_path, capsys):
     assert cli.main(["run", str(other), "--out", str(out), "--no-progress"]) == 0
     rec = load_sweep(OutputPaths(out).sweep_toml)
     assert rec.N == (16, 32) and rec.nphotons == (1e4, 1e6, 1e5)
-    assert "# the union of the sweeps" in OutputPaths(out).sweep_toml.read_text()
+    header = OutputPaths(out).sweep_toml.read_text().splitlines()[0]
+    assert header.startswith("# the union of the sweeps") and str(other) in header
+    assert str(out) not in header  # the directory's own path: not recorded in it
     capsys.readouterr()
     assert cli.main(["status", str(out)]) == 1
     assert "pending" in capsys.readouterr().out
