@@ -1,12 +1,12 @@
 """Provenance of a record: when and where an arm ran, with which code, libraries and settings.
 
 The columns and their dtypes are declared once, in :data:`runner.store.PROVENANCE`; this module
-fills them. What cannot change during a process (host, package version, git commit, Python and
-numpy versions) is computed once per process and never raises: an unknown value is an empty
-string. The worker computes it before it calls the task, so the commit is the one checked out
-when the unit started, also if another is made while it trains. The TensorFlow version is read
-from ``sys.modules`` at record time, so it is set only when the task imported TensorFlow (the
-worker never imports it for this).
+fills them. What cannot change during a process (host, processor model, package version, git
+commit, Python and numpy versions) is computed once per process and never raises: an unknown
+value is an empty string. The worker computes it before it calls the task, so the commit is the
+one checked out when the unit started, also if another is made while it trains. The TensorFlow
+version is read from ``sys.modules`` at record time, so it is set only when the task imported
+TensorFlow (the worker never imports it for this).
 
 ``git_commit`` is ``git rev-parse HEAD`` of the checkout holding the ``runner`` package, only
 when that package directory is the top level of a git work tree (an installed copy inside some
@@ -27,7 +27,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-__all__ = ["utc_now", "process_provenance", "git_commit", "training_settings",
+__all__ = ["utc_now", "process_provenance", "cpu_model", "git_commit", "training_settings",
            "arm_provenance", "PACKAGE"]
 
 #: Distribution name whose version is recorded.
@@ -69,12 +69,32 @@ def git_commit(root: str | None = None) -> str:
         return ""
 
 
+def cpu_model() -> str:
+    """The processor's model name (Linux: ``model name`` in ``/proc/cpuinfo``; elsewhere
+    :func:`platform.processor`), '' if unknown. Training seconds, and the last bits of a
+    multi-threaded result, depend on it: two rows from one ``host`` name (a VM's) may have run
+    on different processors."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name" and value.strip():
+                    return value.strip()
+    except OSError:
+        pass
+    try:
+        return platform.processor() or ""
+    except Exception:
+        return ""
+
+
 @functools.cache
 def process_provenance() -> dict[str, str]:
     """The values that are the same for every record of this process."""
     np = sys.modules.get("numpy")
     return {
         "host": socket.gethostname(),
+        "cpu_model": cpu_model(),
         "package_version": _version(PACKAGE),
         "git_commit": git_commit(),
         "python_version": platform.python_version(),

@@ -50,7 +50,7 @@ RESOURCES = {"pid": "Int64", "wall_s": "float64", "train_s": "float64",
 #: settings it used (filled by :func:`runner.provenance.arm_provenance`; a task's own value
 #: of the settings wins). Strings are empty when unknown.
 PROVENANCE = {
-    "started_at": "string", "ended_at": "string", "host": "string",
+    "started_at": "string", "ended_at": "string", "host": "string", "cpu_model": "string",
     "package_version": "string", "git_commit": "string", "python_version": "string",
     "numpy_version": "string", "tensorflow_version": "string",
     "nepochs": "Int64", "batch_size": "Int64", "n_train": "Int64", "learning_rate": "float64",

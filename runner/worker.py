@@ -22,14 +22,14 @@ memory) are enforced by its supervisor from outside (:mod:`runner.attempt`). It
 
 Record precedence: the worker sets ``sweep, arm_id, unit_id, N, gridsize, nphotons, loss, seed,
 pid, wall_s, peak_rss_mb, attempt, attempt_id`` and the provenance columns ``started_at,
-ended_at, host, package_version, git_commit, python_version, numpy_version, tensorflow_version``
-(:mod:`runner.provenance`); a task value for one of these that disagrees is kept as
-``task_<key>`` (with a warning), never silently replacing the worker's. The training settings
-``nepochs, batch_size, learning_rate, n_train`` are filled from the unit's settings unless the
-task returns its own. ``status`` is ``ok`` unless the task returns ``status="failed"`` or
-``"oom"`` (with its ``error`` text) for that arm; any other task ``status`` is kept as
-``task_status``. Every other task key is recorded as given (numpy values are converted to
-Python values).
+ended_at, host, cpu_model, package_version, git_commit, python_version, numpy_version,
+tensorflow_version`` (:mod:`runner.provenance`); a task value for one of these that disagrees
+is kept as ``task_<key>`` (with a warning), never silently replacing the worker's. The training
+settings ``nepochs, batch_size, learning_rate, n_train`` are filled from the unit's settings
+unless the task returns its own. ``status`` is ``ok`` unless the task returns
+``status="failed"`` or ``"oom"`` (with its ``error`` text) for that arm; any other task
+``status`` is kept as ``task_status``. Every other task key is recorded as given (numpy values
+are converted to Python values).
 
 ``peak_rss_mb`` is the arm's own peak resident memory (:mod:`runner.memory`).
 

@@ -254,7 +254,7 @@ def test_every_record_carries_its_provenance(unit):
     from datetime import datetime
     from importlib import metadata
 
-    from runner.provenance import git_commit
+    from runner.provenance import cpu_model, git_commit
     from runner.store import PROVENANCE
 
     def task(u):
@@ -272,6 +272,7 @@ def test_every_record_carries_its_provenance(unit):
         start, end = (datetime.fromisoformat(rec[k]) for k in ("started_at", "ended_at"))
         assert start.utcoffset().total_seconds() == 0 and start <= end
         assert rec["host"] == socket.gethostname()
+        assert rec["cpu_model"] == cpu_model() and isinstance(rec["cpu_model"], str)
         assert rec["package_version"] == metadata.version("ptycho-sweep")
         assert rec["git_commit"] == head and len(head) == 40
         assert rec["python_version"] == ".".join(map(str, sys.version_info[:3]))
@@ -287,6 +288,32 @@ def test_every_record_carries_its_provenance(unit):
     assert all(str(df[c].dtype) == d for c, d in PROVENANCE.items())
     # a directory that is not the top of a git checkout has no commit; never an error
     assert git_commit(str(repo / "runner")) == "" and git_commit("/nonexistent") == ""
+
+
+def test_cpu_model_names_the_processor_and_never_raises(monkeypatch):
+    import builtins
+    import platform
+
+    from runner.provenance import cpu_model
+
+    cpuinfo = Path("/proc/cpuinfo")
+    names = [line.split(":", 1)[1].strip() for line in
+             (cpuinfo.read_text().splitlines() if cpuinfo.is_file() else [])
+             if line.split(":")[0].strip() == "model name"]
+    if names:  # Linux: the kernel's name for it, as lscpu shows it
+        assert cpu_model() == names[0] != ""
+    real_open = builtins.open
+
+    def no_proc(path, *a, **k):
+        if str(path) == "/proc/cpuinfo":
+            raise PermissionError(path)
+        return real_open(path, *a, **k)
+
+    monkeypatch.setattr(builtins, "open", no_proc)
+    monkeypatch.setattr(platform, "processor", lambda: "x86_64")
+    assert cpu_model() == "x86_64"
+    monkeypatch.setattr(platform, "processor", lambda: 1 / 0)
+    assert cpu_model() == ""
 
 
 def test_git_commit_is_the_one_checked_out_when_the_unit_started(unit, monkeypatch):
