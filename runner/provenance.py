@@ -70,18 +70,26 @@ def git_commit(root: str | None = None) -> str:
 
 
 def cpu_model() -> str:
-    """The processor's model name (Linux: ``model name`` in ``/proc/cpuinfo``; elsewhere
-    :func:`platform.processor`), '' if unknown. Training seconds, and the last bits of a
+    """The processor: on Linux the first processor's ``model name`` in ``/proc/cpuinfo`` and,
+    where the kernel gives them, its family and model numbers (``AMD EPYC (family 26, model
+    2)``: a VM's name alone may not tell two generations apart); elsewhere
+    :func:`platform.processor`; '' if unknown. Training seconds, and the last bits of a
     multi-threaded result, depend on it: two rows from one ``host`` name (a VM's) may have run
     on different processors."""
+    fields: dict[str, str] = {}
     try:
         with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
             for line in f:
+                if not line.strip():
+                    break  # the first processor's block ends
                 key, _, value = line.partition(":")
-                if key.strip() == "model name" and value.strip():
-                    return value.strip()
+                fields.setdefault(key.strip(), value.strip())
     except OSError:
         pass
+    if fields.get("model name"):
+        family, model = fields.get("cpu family"), fields.get("model")
+        numbers = f" (family {family}, model {model})" if family and model else ""
+        return fields["model name"] + numbers
     try:
         return platform.processor() or ""
     except Exception:

@@ -297,11 +297,13 @@ def test_cpu_model_names_the_processor_and_never_raises(monkeypatch):
     from runner.provenance import cpu_model
 
     cpuinfo = Path("/proc/cpuinfo")
-    names = [line.split(":", 1)[1].strip() for line in
-             (cpuinfo.read_text().splitlines() if cpuinfo.is_file() else [])
-             if line.split(":")[0].strip() == "model name"]
-    if names:  # Linux: the kernel's name for it, as lscpu shows it
-        assert cpu_model() == names[0] != ""
+    lines = cpuinfo.read_text().splitlines() if cpuinfo.is_file() else []
+    first = {k.strip(): v.strip() for k, _, v in (line.partition(":") for line in lines)
+             if v.strip()}
+    if first.get("model name"):  # Linux: the kernel's name for it, as lscpu shows it
+        assert cpu_model().startswith(first["model name"])
+        if "cpu family" in first:  # x86: the generation too
+            assert f"(family {first['cpu family']}, model " in cpu_model()
     real_open = builtins.open
 
     def no_proc(path, *a, **k):
