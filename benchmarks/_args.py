@@ -54,8 +54,7 @@ def add_threads(ap: argparse.ArgumentParser, default: int) -> None:
 
 def limit_threads(threads: int) -> None:
     """TensorFlow on ``threads`` intra-op threads and one inter-op thread, set before any op
-    runs, so a diagnostic takes the cores it is given, as a sweep worker does."""
-    import tensorflow as tf
+    runs, the way a sweep worker sets its budget (the task's own function does it)."""
+    from experiments.dose_response import limit_threads as set_budget
 
-    tf.config.threading.set_intra_op_parallelism_threads(threads)
-    tf.config.threading.set_inter_op_parallelism_threads(1)
+    set_budget(threads, 1)

@@ -21,12 +21,12 @@ import numpy as np
 
 from runner.store import atomic_write_bytes
 
-__all__ = ["run_unit", "score", "score_patches"]
+__all__ = ["run_unit", "score", "score_patches", "limit_threads"]
 
 
-def _limit_threads(threads: int | None, interop: int | None) -> None:
+def limit_threads(threads: int | None, interop: int | None) -> None:
     """Give TensorFlow the worker's thread budget, as the runner decided it (set before any op
-    runs; the simulation gets ``threads`` too)."""
+    runs; the simulation gets ``threads`` too). The benchmarks set theirs here too."""
     if not threads:
         return
     import tensorflow as tf
@@ -90,7 +90,7 @@ def run_unit(unit) -> Iterator[dict[str, Any]]:
     per epoch (``epoch``, ``loss``, ``val_loss``, ``lr``, ``epoch_s``), which the runner writes
     to the sweep's history table.
     """
-    _limit_threads(unit.threads, unit.interop_threads)
+    limit_threads(unit.threads, unit.interop_threads)
     import tensorflow as tf
 
     from ptycho import model as model_lib
