@@ -78,10 +78,14 @@ def run_unit(unit) -> Iterator[dict[str, Any]]:
 
     Record keys: ``arm_id``; the metrics of :func:`score` on the scan named by
     ``simulation.reconstruct`` (``"same"``: the training scan, ``"new"``: the test scan of
-    another object), and ``reconstruct`` itself; ``feature_scale`` (the object's length
-    multiplier at this ``N``, ``SimulationConfig.feature_scale_for``); ``final_loss`` (last
-    epoch's training loss, in the units of its loss, see :data:`ptycho.losses.LOSSES`: NLL and
-    MAE values are not comparable) and ``final_val_loss`` (the same loss on the test scan);
+    another object; with ``training.holdout``, the kept part of its counts, as the model was
+    fitted), and ``reconstruct`` itself; ``feature_scale`` (the object's length
+    multiplier at this ``N``, ``SimulationConfig.feature_scale_for``); ``final_loss`` (the
+    training loss of the weights scored, in the units of its loss, see
+    :data:`ptycho.losses.LOSSES`: NLL and MAE values are not comparable) and ``final_val_loss``
+    (the same loss on the test scan); ``holdout`` (the fraction of photons held out),
+    ``best_epoch`` (with holdout, the epoch whose weights were scored; else missing) and
+    ``epochs_run`` (fewer than ``nepochs`` when ``patience`` stopped it);
     ``train_s`` (seconds in ``fit``), ``sim_s`` and ``build_s`` (the unit's one-off simulation
     and model-building seconds, repeated on each arm); ``n_train``, ``n_test`` (samples);
     ``intensity_scale`` (amplitude scale); the training settings ``nepochs``, ``batch_size``,
@@ -106,13 +110,14 @@ def run_unit(unit) -> Iterator[dict[str, Any]]:
     models = model_lib.build_models(model_cfg, probe=train_data.probe,
                                     intensity_scale=train_data.intensity_scale)
     build_s = time.perf_counter() - start
-    scored = train_data if sim_cfg.reconstruct == "same" else test_data
     for arm in unit.arms:
         training = unit.training_config(arm)
         model_lib.reset_weights(models.autoencoder, training.seed)
         result = train_pinn.train(train_data, model_instance=models.autoencoder,
                                   training=training, validation_data=test_data,
                                   log_prefix=f"{arm.arm_id} ({arm.loss}, seed {arm.seed}): ")
+        # The scan as the model saw it (with holdout: the kept part of its counts).
+        scored = result.fit_data if sim_cfg.reconstruct == "same" else result.validation_data
         metrics, arrays = score(models.autoencoder, scored)
         _save_npz_atomic(unit.artifact_path(arm), **arrays)
         scaler = models.autoencoder.get_layer("intensity_scaler")
@@ -122,7 +127,10 @@ def run_unit(unit) -> Iterator[dict[str, Any]]:
             "feature_scale": sim_cfg.feature_scale_for(model_cfg.N),
             **metrics,
             "final_loss": result.final_loss,
-            "final_val_loss": float(result.history["val_loss"][-1]),
+            "final_val_loss": result.at_model("val_loss"),
+            "holdout": training.holdout,
+            "best_epoch": result.best_epoch,
+            "epochs_run": len(result.history["loss"]),
             "train_s": result.train_s,
             "sim_s": sim_s,
             "build_s": build_s,

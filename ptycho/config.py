@@ -220,7 +220,15 @@ class TrainingConfig(_ConfigBase):
         lr_schedule: ``"constant"`` or ``"cosine"`` (cosine decay from ``learning_rate`` to
             1 % of it over all steps, after ``warmup_epochs`` of linear warm-up).
         warmup_epochs: epochs of linear learning-rate warm-up from 0 (>= 0, < nepochs).
-        seed: seeds weight initialisation and batch order (>= 0).
+        holdout: fraction ``h`` of each pattern's photons held out to choose the stopping
+            epoch, in ``[0, 0.9]``; 0 (default) holds out nothing. The counts are split
+            binomially (:mod:`ptycho.holdout`): the model is fitted to ``(1 - h)`` of them (its
+            dose is ``(1 - h) nphotons``) and the weights of the epoch whose intensities best
+            predict the held-out ``h`` are kept. For in-situ training at low dose, where the fit
+            goes on to fit the noise (docs/quality.md, rounds 13 and 14).
+        patience: with ``holdout``, stop after this many epochs without a new held-out minimum
+            (>= 0; 0, the default, runs every epoch). Needs ``holdout > 0``.
+        seed: seeds weight initialisation, batch order and the held-out split (>= 0).
     """
 
     nphotons: float = 1e9
@@ -233,6 +241,8 @@ class TrainingConfig(_ConfigBase):
     learning_rate: float = 1e-3
     lr_schedule: str = "cosine"
     warmup_epochs: int = 0
+    holdout: float = added_option(0.0)
+    patience: int = added_option(0)
     seed: int = 0
 
     @classmethod
@@ -262,6 +272,11 @@ class TrainingConfig(_ConfigBase):
         if self.warmup_epochs and self.warmup_epochs >= self.nepochs:
             _fail(o, "warmup_epochs", self.warmup_epochs,
                   f"must be smaller than nepochs ({self.nepochs})")
+        _check_float(o, "holdout", self.holdout, 0.0, 0.9)
+        _check_int(o, "patience", self.patience, 0)
+        if self.patience and not self.holdout:
+            _fail(o, "patience", self.patience, "needs holdout > 0 (the held-out photons say "
+                  "when to stop)")
         self.check_seed(self.seed)
 
     def with_loss(self, loss: str) -> TrainingConfig:

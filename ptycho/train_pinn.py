@@ -16,11 +16,12 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from . import holdout
 from . import model as model_lib
 from .config import ModelConfig, TrainingConfig
 
-__all__ = ["TrainResult", "EpochLog", "model_inputs", "model_targets", "train", "eval",
-           "train_eval", "group_centres"]
+__all__ = ["TrainResult", "EpochLog", "model_inputs", "model_targets", "seen_as_fitted", "train",
+           "eval", "train_eval", "group_centres"]
 
 log = logging.getLogger(__name__)
 
@@ -33,18 +34,35 @@ class TrainResult:
         autoencoder: the trained model (its ``ptycho_config`` holds the :class:`ModelConfig`).
         history: loss per epoch, ``{"loss": [...], "intensity_loss": [...], ...}``.
         train_s: wall seconds spent in ``fit``.
-        training: the :class:`TrainingConfig` used.
+        training: the :class:`TrainingConfig` used (with ``holdout``, its ``nphotons`` is the
+            fitted part's dose, ``(1 - holdout)`` of the data's).
+        fit_data: the data the model was fitted to: the training data, or with ``holdout``
+            its kept part (reconstruct the training scan from these inputs).
+        validation_data: the validation data as scored (with ``holdout``, thinned like the
+            training data: the model's intensity scale is the kept part's), or None.
+        best_epoch: with ``holdout``, the epoch (1-based) whose weights the model holds, the
+            held-out photons' minimum; None otherwise (the last epoch's weights).
     """
 
     autoencoder: keras.Model
     history: dict[str, list[float]]
     train_s: float
     training: TrainingConfig
+    fit_data: object = None
+    validation_data: object = None
+    best_epoch: int | None = None
     extras: dict = field(default_factory=dict)
+
+    def at_model(self, key: str = "loss") -> float:
+        """The history's ``key`` at the epoch whose weights the model holds (``best_epoch``, or
+        the last one)."""
+        values = self.history[key]
+        return float(values[-1] if self.best_epoch is None else values[self.best_epoch - 1])
 
     @property
     def final_loss(self) -> float:
-        return float(self.history["loss"][-1])
+        """The training loss of the weights the model holds (see :meth:`at_model`)."""
+        return self.at_model("loss")
 
     def epochs(self) -> list[dict[str, float]]:
         """The history as one dict per epoch: ``epoch`` (1-based), ``train_loss`` (Keras'
@@ -74,7 +92,7 @@ class EpochLog(keras.callbacks.Callback):
         logs["lr"] = float(keras.ops.convert_to_numpy(opt.learning_rate))
         logs["epoch_s"] = time.perf_counter() - self._start
         shown = " ".join(f"{k}={v:.6g}" for k, v in logs.items() if k in
-                         ("loss", "val_loss", "lr", "epoch_s"))
+                         ("loss", "val_loss", "holdout_loss", "lr", "epoch_s"))
         log.info("%sepoch %d/%s %s", self.prefix, epoch + 1, self.params.get("epochs"), shown)
 
 
@@ -126,6 +144,15 @@ def _check_dose(training: TrainingConfig, data) -> None:
                          f"dose: pass training.replace(nphotons={float(have):g})")
 
 
+def seen_as_fitted(data, training: TrainingConfig):
+    """Another data set (a test scan) as a model trained with ``training`` must see it: with
+    ``holdout``, the kept part of its counts (the model's intensity scale is the kept part's;
+    drawn with ``seed + 1``, independently of the training split), else ``data`` itself."""
+    if not training.holdout:
+        return data
+    return holdout.split_counts(data, training.holdout, training.seed + 1)[0]
+
+
 def train(train_data, intensity_scale: float | None = None, model_instance=None,
           training: TrainingConfig | None = None, model_config: ModelConfig | None = None,
           verbose: int = 0, checkpoint_dir: str | Path | None = None,
@@ -139,7 +166,10 @@ def train(train_data, intensity_scale: float | None = None, model_instance=None,
             with ``training``. None builds a fresh compiled model for the data's N and gridsize.
         training: epochs, batch size, losses, learning rate, seed (default ``TrainingConfig()``
             with the data's ``nphotons``); its ``nphotons`` must be the data's (``ValueError``
-            otherwise: the loss is scaled by the dose).
+            otherwise: the loss is scaled by the dose). With ``holdout``, the model is fitted
+            to the kept part of the counts at its own dose and intensity scale (a given
+            ``model_instance``'s scale is set to it), and ends with the weights of the epoch
+            that best predicts the held-out part (:mod:`ptycho.holdout`).
         model_config: options of a newly built model (N and gridsize must match the data).
         checkpoint_dir: if given, the trained model is saved there (``model_manager``).
         validation_data: a :class:`DiffractionData` scored with the same loss after each epoch
@@ -147,11 +177,23 @@ def train(train_data, intensity_scale: float | None = None, model_instance=None,
         log_prefix: put before each per-epoch log line (:class:`EpochLog`).
         callbacks: more Keras callbacks for ``fit`` (run after :class:`EpochLog`).
 
-    The history holds, per epoch, ``loss`` (and ``val_loss``), ``lr`` and ``epoch_s``.
+    The history holds, per epoch, ``loss`` (and ``val_loss``, and with ``holdout``
+    ``holdout_loss``), ``lr`` and ``epoch_s``.
     """
     if training is None:
         training = TrainingConfig(nphotons=float(train_data.nphotons))
+    _check_dose(training, train_data)
     keras.utils.set_random_seed(training.seed)
+    stopper = None
+    if training.holdout:
+        train_data, held = holdout.split_counts(train_data, training.holdout, training.seed)
+        if validation_data is not None:
+            validation_data = seen_as_fitted(validation_data, training)
+        training = training.replace(nphotons=float(train_data.nphotons))
+        stopper = holdout.HeldOutStopping(model_inputs(train_data), held, training.holdout,
+                                          training.patience)
+        if intensity_scale is not None:
+            intensity_scale *= math.sqrt(1.0 - training.holdout)
     if model_instance is None:
         cfg = _model_config_for(train_data, model_config)
         scale = train_data.intensity_scale if intensity_scale is None else intensity_scale
@@ -159,7 +201,9 @@ def train(train_data, intensity_scale: float | None = None, model_instance=None,
         autoencoder = models.autoencoder
     else:
         autoencoder = model_instance
-    _check_dose(training, train_data)
+        if stopper is not None:  # the kept photons' scale; reset_weights restores the built one
+            autoencoder.get_layer("intensity_scaler").log_scale.assign(
+                math.log(train_data.intensity_scale))
     steps = -(-train_data.B // training.batch_size)
     model_lib.compile_model(autoencoder, training, steps_per_epoch=steps)
     validation = None if validation_data is None else (model_inputs(validation_data),
@@ -169,14 +213,17 @@ def train(train_data, intensity_scale: float | None = None, model_instance=None,
                           batch_size=training.batch_size, epochs=training.nepochs,
                           shuffle=True, verbose=verbose, validation_data=validation,
                           callbacks=[*_loss_schedule(autoencoder, training.nepochs),
-                                     EpochLog(log_prefix), *callbacks])
+                                     *([stopper] if stopper else []), EpochLog(log_prefix),
+                                     *callbacks])
     train_s = time.perf_counter() - start
     history = {k: [float(v) for v in vals] for k, vals in fit.history.items()}
     if checkpoint_dir is not None:
         from .model_manager import save_model
 
         save_model(checkpoint_dir, autoencoder, training=training)
-    return TrainResult(autoencoder, history, train_s, training)
+    return TrainResult(autoencoder, history, train_s, training, fit_data=train_data,
+                       validation_data=validation_data,
+                       best_epoch=None if stopper is None else stopper.best_epoch)
 
 
 def eval(test_data, model, batch_size: int = 64) -> np.ndarray:  # noqa: A001 - PtychoPINN name
@@ -205,6 +252,7 @@ def train_eval(train_data, test_data, training: TrainingConfig | None = None,
 
     result = train(train_data, model_instance=model_instance, training=training,
                    model_config=model_config)
+    test_data = seen_as_fitted(test_data, result.training)
     patches = eval(test_data, result.autoencoder)
     metrics, stitched, region = evaluate_reconstruction(patches, group_centres(test_data),
                                                         test_data.obj)

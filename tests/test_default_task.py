@@ -69,3 +69,34 @@ def test_history_frame_keeps_identity_and_orders_epochs():
     assert list(df["loss"]) == ["mae", "mae", "nll"]  # the name, never an epoch's value
     assert df.loc[df["arm_id"] == "a", "epoch_loss"].item() == 5.0
     assert history_frame([]).empty
+
+
+def test_default_task_with_holdout_scores_the_best_epoch_and_records_it(tmp_path):
+    """``training.holdout``: each arm is scored at the epoch whose intensities best predict
+    the held-out photons; the record says which (``best_epoch``), how many epochs ran and the
+    fraction held out; the history and the log carry the held-out loss."""
+    sweep = sweep_dict(task="experiments.dose_response:run_unit", name="held",
+                       N=(16,), gridsize=(2,), nphotons=(1e4,), loss=("nll", "mae"),
+                       timeout_s=600, model={"n_filters_scale": 1, "offset": 2},
+                       simulation={"object_size": 64, "n_train": 16, "n_test": 9,
+                                   "scan": "grid"},
+                       training={"nepochs": 8, "batch_size": 8, "holdout": 0.2,
+                                 "patience": 3, "learning_rate": 0.01})
+    out = tmp_path / "out"
+    proc = run_cli("run", write_sweep(tmp_path / "held.toml", sweep), "--out", out,
+                   "--n-jobs", "1", "--no-progress", timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    df = runner.load_results(out).set_index("arm_id")
+    assert len(df) == 2 and set(df["status"]) == {"ok"} and (df["holdout"] == 0.2).all()
+    assert str(df["best_epoch"].dtype) == "Int64"
+    hist = pd.read_parquet(OutputPaths(out).history_parquet)
+    for arm_id, grp in hist.groupby("arm_id"):
+        rec = df.loc[arm_id]
+        assert len(grp) == rec["epochs_run"] <= 8
+        best = int(grp["holdout_loss"].to_numpy().argmin()) + 1
+        assert rec["best_epoch"] == best
+        assert rec["epochs_run"] == 8 or rec["epochs_run"] - best == 3  # patience
+        assert rec["final_loss"] == grp["train_loss"].iloc[best - 1]
+        assert rec["final_val_loss"] == grp["val_loss"].iloc[best - 1]
+    log = next(OutputPaths(out).units_dir.glob("*/worker.log")).read_text()
+    assert "holdout_loss=" in log and "held-out photons: restored epoch" in log
