@@ -270,6 +270,35 @@ def test_training_curves(tmp_path, finished, capsys):
     assert training_curves_figure(finished) is None  # the fake task keeps no history
 
 
+def test_training_curves_show_the_held_out_photons_and_the_epoch_scored(tmp_path, finished):
+    import matplotlib.pyplot as plt
+
+    from runner.store import history_frame
+
+    out = tmp_path / "with_holdout"
+    shutil.copytree(finished, out)
+    curve = [5, 4, 3, 3.5, 4]  # minimum at epoch 3
+    records = [{"arm_id": f"a{loss}{p}", "sweep": "t", "N": 16, "gridsize": 1, "nphotons": p,
+                "loss": loss, "seed": 0,
+                "history": [{"epoch": e, "train_loss": 1 / e, "holdout_loss": curve[e - 1] * p}
+                            for e in range(1, 6)]}
+               for loss in ("nll", "mae") for p in (1e4, 1e8)]
+    history_frame(records).to_parquet(OutputPaths(out).history_parquet)
+    fig = training_curves_figure(out)
+    assert len(fig.axes) == 3  # two losses and the held-out row, one N / gridsize
+    held = fig.axes[-1]
+    assert held.get_title() == "held-out photons (Poisson NLL)" and held.get_yscale() == "log"
+    lines = held.get_lines()
+    assert len(lines) == 8  # 2 losses x 2 doses, each a curve and its minimum
+    dots = [ln for ln in lines if ln.get_marker() == "o"]
+    assert sorted(float(d.get_xdata()[0]) for d in dots) == [3.0] * 4
+    assert {ln.get_linestyle() for ln in lines if ln not in dots} == {"-", "--"}
+    (legend,) = _legends(fig)
+    texts = [t.get_text() for t in legend.get_texts()]
+    assert "held-out photons, mae" in texts and texts[-1] == "epoch scored (minimum)"
+    plt.close(fig)
+
+
 def test_dose_response_when_every_arm_failed():
     df = _table(seeds=(0,))[["sweep", "arm_id", "unit_id", "N", "gridsize", "nphotons", "loss",
                              "seed"]].assign(status="timeout")

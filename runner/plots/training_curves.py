@@ -44,7 +44,10 @@ def plot_training_curves(out_dir: str | Path, path: str | Path | None = None) ->
 def training_curves_figure(out_dir: str | Path):
     """Training (solid) and validation (dashed, the test scan) loss against epoch, log y: one
     panel per loss (rows: its units differ) and N / gridsize (columns), colour by dose, every
-    seed drawn. None without a history."""
+    seed drawn. With held-out photons (``training.holdout``: a ``holdout_loss`` column), a last
+    row shows their Poisson NLL for every loss (one unit: comparable across losses, one line
+    style per loss) with a dot at each arm's minimum, the epoch it was scored at. None without
+    a history."""
     import matplotlib as mpl
     from matplotlib.lines import Line2D
 
@@ -52,15 +55,17 @@ def training_curves_figure(out_dir: str | Path):
     hist = load_history(paths.root)
     if hist is None or not len(hist) or "train_loss" not in hist:
         return None
-    hist = _numeric(hist, ["train_loss", "val_loss", "epoch", "nphotons"])
+    hist = _numeric(hist, ["train_loss", "val_loss", "holdout_loss", "epoch", "nphotons"])
     losses = sorted({str(v) for v in hist["loss"].dropna()})
     configs = sorted({(int(n), int(g)) for n, g in zip(hist["N"], hist["gridsize"],
                                                        strict=True)})
     doses = sorted(hist["nphotons"].dropna().unique())
     cmap = mpl.colormaps["viridis"]
     colours = {p: cmap(0.9 * i / max(1, len(doses) - 1)) for i, p in enumerate(doses)}
-    fig = _figure(3.6 * len(configs) + 2.4, 3.0 * len(losses) + 0.9)
-    axes = fig.subplots(len(losses), len(configs), squeeze=False, sharex=True)
+    has_held = _has(hist, "holdout_loss")
+    rows = len(losses) + has_held
+    fig = _figure(3.6 * len(configs) + 2.4, 3.0 * rows + 0.9)
+    axes = fig.subplots(rows, len(configs), squeeze=False, sharex=True)
     has_val = _has(hist, "val_loss")
     for i, loss in enumerate(losses):
         for j, (n, g) in enumerate(configs):
@@ -78,11 +83,16 @@ def training_curves_figure(out_dir: str | Path):
             ax.grid(True, which="both", alpha=0.3)
             if j == 0:
                 ax.set_ylabel(f"{loss} loss (its own units, log)")
-            if i == len(losses) - 1:
+            if i == rows - 1:
                 ax.set_xlabel("epoch")
             if not len(sel):
                 ax.text(0.5, 0.5, "no history", ha="center", va="center",
                         transform=ax.transAxes, color="0.4")
+    styles = {loss: ("-", "--", ":", "-.")[k % 4] for k, loss in enumerate(losses)}
+    if has_held:
+        for j, (n, g) in enumerate(configs):
+            _held_out_panel(axes[-1, j], hist[(hist["N"] == n) & (hist["gridsize"] == g)],
+                            colours, styles, first=j == 0)
     handles = [Line2D([], [], color=colours[p], linewidth=3) for p in doses]
     labels = [f"{p:.0e} photons per pattern" for p in doses]
     handles.append(Line2D([], [], color="0.2"))
@@ -90,8 +100,36 @@ def training_curves_figure(out_dir: str | Path):
     if has_val:
         handles.append(Line2D([], [], color="0.2", linestyle="--"))
         labels.append("validation loss\n(the test scan)")
+    if has_held:
+        for loss in losses:
+            handles.append(Line2D([], [], color="0.2", linestyle=styles[loss]))
+            labels.append(f"held-out photons, {loss}")
+        handles.append(Line2D([], [], color="0.2", marker="o", linestyle=""))
+        labels.append("epoch scored (minimum)")
     _legend(fig, handles, labels)
     fig.suptitle(f"Training curves: {_names(hist)}")
     _caption(fig, hist, paths.sweep_toml, "one line per arm (every seed); losses of different "
              "types are not comparable")
     return fig
+
+
+def _held_out_panel(ax, sel, colours, styles, first: bool) -> None:
+    """Held-out Poisson NLL against epoch for the arms of one N / gridsize: colour by dose,
+    line style by loss, a dot at each arm's minimum (the weights it was scored with)."""
+    sel = sel[sel["holdout_loss"].notna()]
+    for (p, loss, _seed), arm in sel.groupby(["nphotons", "loss", "seed"]):
+        arm = arm.sort_values("epoch")
+        ax.plot(arm["epoch"], arm["holdout_loss"], color=colours[p], linewidth=1.1,
+                linestyle=styles[loss])
+        best = arm.loc[arm["holdout_loss"].idxmin()]
+        ax.plot([best["epoch"]], [best["holdout_loss"]], "o", color=colours[p], markersize=4)
+    if len(sel) and (sel["holdout_loss"] > 0).all():
+        _log_y(ax)
+    ax.set_title("held-out photons (Poisson NLL)", fontsize="medium")
+    ax.grid(True, which="both", alpha=0.3)
+    if first:
+        ax.set_ylabel("nll per held-out count (log)")
+    ax.set_xlabel("epoch")
+    if not len(sel):
+        ax.text(0.5, 0.5, "no held-out photons", ha="center", va="center",
+                transform=ax.transAxes, color="0.4")
