@@ -320,3 +320,19 @@ def test_a_dose_not_run_for_a_line_is_a_gap_not_a_straight_segment():
                if np.isnan(np.asarray(line.get_ydata(), float)).sum() == 1]
     assert len(partial) == 1 and list(partial[0].get_xdata()) == [1e4, 1e6, 1e8]
     assert np.isnan(np.asarray(partial[0].get_ydata(), float)[1])
+
+
+@pytest.mark.parametrize("lo, hi", [(0.1015, 0.1037), (0.034, 0.042), (1e-4, 1.0)])
+def test_log_axis_tick_labels_are_distinct_on_narrow_and_wide_spans(lo, hi):
+    import matplotlib.pyplot as plt
+
+    from runner.plots.common import _log_y
+
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [lo, hi])
+    _log_y(ax)
+    fig.canvas.draw()
+    labels = [t.get_text() for t in ax.get_yticklabels(minor=False) + ax.get_yticklabels(minor=True)
+              if t.get_text() and lo <= t.get_position()[1] <= hi]
+    assert len(labels) >= 2 and len(set(labels)) == len(labels), labels
+    plt.close(fig)

@@ -108,12 +108,15 @@ def _legend(fig, handles: list, labels: list, spare=None) -> None:
 
 
 def _log_y(ax) -> None:
-    """Log scale, ticks as plain numbers (0.06, not 6 x 10^-2)."""
+    """Log scale, ticks as plain numbers (0.06, not 6 x 10^-2), with the significant digits
+    the axis' span needs to tell neighbouring ticks apart (0.1015 and 0.1020 on a narrow one)."""
     from matplotlib.ticker import LogFormatter
 
     class Plain(LogFormatter):
         def _num_to_string(self, x, vmin, vmax):
-            return f"{x:.3g}"
+            ratio = vmax / vmin if vmin > 0 and vmax > vmin else 10.0
+            digits = 3 if ratio >= 2 else 4 if ratio >= 1.1 else 5
+            return f"{x:.{digits}g}"
 
     ax.set_yscale("log")
     ax.yaxis.set_major_formatter(Plain(labelOnlyBase=False, minor_thresholds=(2, 1)))
