@@ -227,7 +227,11 @@ class TrainingConfig(_ConfigBase):
             predict the held-out ``h`` are kept. For in-situ training at low dose, where the fit
             goes on to fit the noise (docs/quality.md, rounds 13 and 14).
         patience: with ``holdout``, stop after this many epochs without a new held-out minimum
-            (>= 0; 0, the default, runs every epoch). Needs ``holdout > 0``.
+            (>= 0; 0, the default, runs every epoch). Needs ``holdout > 0``. It saves time at
+            low dose but a plateau defeats it: on the faint sample at 1e9 the held-out loss
+            stays flat for the 100-odd epochs the network sits on the constant object, and
+            ``patience = 100`` ended that arm at epoch 159 with the constant image
+            (docs/quality.md, round 14). Use it only longer than any plateau.
         seed: seeds weight initialisation, batch order and the held-out split (>= 0).
     """
 
