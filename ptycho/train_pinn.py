@@ -182,6 +182,7 @@ def train(train_data, intensity_scale: float | None = None, model_instance=None,
     """
     if training is None:
         training = TrainingConfig(nphotons=float(train_data.nphotons))
+    cfg = _model_config_for(train_data, model_config) if model_instance is None else None
     _check_dose(training, train_data)
     keras.utils.set_random_seed(training.seed)
     stopper = None
@@ -195,7 +196,6 @@ def train(train_data, intensity_scale: float | None = None, model_instance=None,
         if intensity_scale is not None:
             intensity_scale *= math.sqrt(1.0 - training.holdout)
     if model_instance is None:
-        cfg = _model_config_for(train_data, model_config)
         scale = train_data.intensity_scale if intensity_scale is None else intensity_scale
         models = model_lib.build_models(cfg, probe=train_data.probe, intensity_scale=scale)
         autoencoder = models.autoencoder
