@@ -155,6 +155,12 @@ def main() -> None:
                     help="write each arm's final reconstructions (.npz and .png) here")
     args = ap.parse_intermixed_args()  # overrides before or after the options
     sweep = load_or_exit(args, "quality.py")  # before TensorFlow loads, as ptycho-sweep
+    if sweep.training.get("holdout"):  # it scores the full scans every few epochs
+        print(f"quality.py: error: {sweep.source}: training.holdout = "
+              f"{sweep.training['holdout']} is not supported here (scores are of the full "
+              f"scans, every --every epochs); run the sweep with ptycho-sweep instead",
+              file=sys.stderr)
+        sys.exit(2)
     df = run(sweep, args.every, args.threads, args.save)
     if args.csv:
         df.to_csv(args.csv, index=False)

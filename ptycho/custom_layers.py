@@ -226,6 +226,11 @@ class IntensityScaler(keras.layers.Layer):
             self.intensity_scale = float(intensity_scale)
         self.log_scale.assign(math.log(self.intensity_scale))
 
+    def set_scale(self, intensity_scale):
+        """Set the current scale, keeping the initial one :meth:`reset_scale` restores (a fit
+        to part of the photons: ``ptycho.train_pinn.train`` with ``holdout``)."""
+        self.log_scale.assign(math.log(float(intensity_scale)))
+
     def call(self, x, inverse=False):
         s = tf.exp(self.log_scale)
         return x / s if inverse else x * s

@@ -61,8 +61,8 @@ def split_counts(data, fraction: float, seed: int):
 
     def part(c, f):
         return dataclasses.replace(data, X=np.sqrt(c).astype(np.float32),
-                        intensity_scale=data.intensity_scale * math.sqrt(f),
-                        nphotons=data.nphotons * f)
+                                   intensity_scale=data.intensity_scale * math.sqrt(f),
+                                   nphotons=data.nphotons * f)
 
     return part(y_fit, 1.0 - h), part(y - y_fit, h)
 

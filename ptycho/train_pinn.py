@@ -202,8 +202,7 @@ def train(train_data, intensity_scale: float | None = None, model_instance=None,
     else:
         autoencoder = model_instance
         if stopper is not None:  # the kept photons' scale; reset_weights restores the built one
-            autoencoder.get_layer("intensity_scaler").log_scale.assign(
-                math.log(train_data.intensity_scale))
+            autoencoder.get_layer("intensity_scaler").set_scale(train_data.intensity_scale)
     steps = -(-train_data.B // training.batch_size)
     model_lib.compile_model(autoencoder, training, steps_per_epoch=steps)
     validation = None if validation_data is None else (model_inputs(validation_data),

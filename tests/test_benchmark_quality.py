@@ -72,13 +72,16 @@ def test_quality_benchmark_rejects_bad_input_before_loading_tensorflow(tmp_path)
     sweep = tmp_path / "tiny.toml"
     sweep.write_text(TINY)
     script = str(ROOT / "benchmarks" / "quality.py")
-    for args in ([str(sweep), "grid.N=[7]"], [str(tmp_path / "missing.toml")]):
+    for args in ([str(sweep), "grid.N=[7]"], [str(tmp_path / "missing.toml")],
+                 [str(sweep), "training.holdout=0.1"]):
         out = subprocess.run([sys.executable, script, *args], capture_output=True, text=True,
                              cwd=ROOT, timeout=60)
         assert out.returncode == 2, out.stderr
         lines = out.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("quality.py: error: "), out.stderr
-        assert ("grid.N = 7" in lines[0]) if "tiny" in lines[0] else "missing.toml" in lines[0]
+        expected = ("missing.toml" if "missing" in args[0] else
+                    "training.holdout = 0.1" if "holdout" in args[-1] else "grid.N = 7")
+        assert expected in lines[0], lines[0]
     probe = ("import sys; sys.argv = ['quality.py', '--help']; sys.path.insert(0, 'benchmarks')\n"
              "import quality\n"
              "try:\n    quality.main()\nexcept SystemExit:\n    pass\n"
