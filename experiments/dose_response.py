@@ -83,16 +83,16 @@ def run_unit(unit) -> Iterator[dict[str, Any]]:
     multiplier at this ``N``, ``SimulationConfig.feature_scale_for``); ``final_loss`` (the
     training loss of the weights scored, in the units of its loss, see
     :data:`ptycho.losses.LOSSES`: NLL and MAE values are not comparable) and ``final_val_loss``
-    (the same loss on the test scan); ``holdout`` (the fraction of photons held out),
-    ``best_epoch`` (with holdout, the epoch whose weights were scored; else missing) and
-    ``epochs_run`` (fewer than ``nepochs`` when ``patience`` stopped it);
+    (the same loss on the test scan); ``best_epoch`` (with holdout, the epoch whose weights
+    were scored; else missing) and ``epochs_run`` (fewer than ``nepochs`` when ``patience``
+    stopped it);
     ``train_s`` (seconds in ``fit``), ``sim_s`` and ``build_s`` (the unit's one-off simulation
     and model-building seconds, repeated on each arm); ``n_train``, ``n_test`` (samples);
     ``intensity_scale`` (amplitude scale); the training settings ``nepochs``, ``batch_size``,
-    ``learning_rate``, ``lr_schedule``; the TensorFlow thread counts it ran with
-    (``tf_intra_threads``, ``tf_inter_threads``: the runner's budget); and ``history``, one dict
-    per epoch (``epoch``, ``loss``, ``val_loss``, ``lr``, ``epoch_s``), which the runner writes
-    to the sweep's history table.
+    ``learning_rate``, ``lr_schedule``, ``holdout`` (the fraction of photons held out); the
+    TensorFlow thread counts it ran with (``tf_intra_threads``, ``tf_inter_threads``: the
+    runner's budget); and ``history``, one dict per epoch (``epoch``, ``loss``, ``val_loss``,
+    ``lr``, ``epoch_s``), which the runner writes to the sweep's history table.
     """
     limit_threads(unit.threads, unit.interop_threads)
     import tensorflow as tf

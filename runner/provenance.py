@@ -35,7 +35,7 @@ PACKAGE = "ptycho-sweep"
 #: Training settings recorded with every arm: column -> (unit section, key).
 TRAINING_SETTINGS = {"nepochs": ("training", "nepochs"), "batch_size": ("training", "batch_size"),
                      "learning_rate": ("training", "learning_rate"),
-                     "n_train": ("simulation", "n_train")}
+                     "n_train": ("simulation", "n_train"), "holdout": ("training", "holdout")}
 
 
 def utc_now() -> str:
@@ -117,8 +117,10 @@ def tensorflow_version() -> str:
 
 
 def training_settings(unit: Any) -> dict[str, Any]:
-    """``nepochs``, ``batch_size``, ``learning_rate`` (from ``unit.training``) and ``n_train``
-    (from ``unit.simulation``); None where the unit does not say. ``unit`` is a
+    """``nepochs``, ``batch_size``, ``learning_rate``, ``holdout`` (from ``unit.training``) and
+    ``n_train`` (from ``unit.simulation``); None where the unit does not say (``holdout`` at
+    its neutral 0 is left out of a unit's settings, so a record the runner writes itself, for
+    an arm that never reported, has it missing; the default task records its own value). ``unit`` is a
     :class:`runner.Unit` or the dict of a ``unit.json``."""
     out = {}
     for col, (section, key) in TRAINING_SETTINGS.items():

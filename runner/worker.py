@@ -25,7 +25,7 @@ pid, wall_s, peak_rss_mb, attempt, attempt_id`` and the provenance columns ``sta
 ended_at, host, cpu_model, package_version, git_commit, python_version, numpy_version,
 tensorflow_version`` (:mod:`runner.provenance`); a task value for one of these that disagrees
 is kept as ``task_<key>`` (with a warning), never silently replacing the worker's. The training
-settings ``nepochs, batch_size, learning_rate, n_train`` are filled from the unit's settings
+settings ``nepochs, batch_size, learning_rate, n_train, holdout`` are filled from the unit's settings
 unless the task returns its own. ``status`` is ``ok`` unless the task returns
 ``status="failed"`` or ``"oom"`` (with its ``error`` text) for that arm; any other task
 ``status`` is kept as ``task_status``. Every other task key is recorded as given (numpy values
@@ -172,8 +172,7 @@ def execute(unit: Unit, task: Callable | None = None) -> dict[str, Any]:
         except Exception as exc:
             why = f"the arm's record could not be written: {type(exc).__name__}: {exc}"
             log.error("arm %s: %s", arm_id, why)
-            keep = {k: rec[k] for k in (*RESERVED_KEYS, "nepochs", "batch_size",
-                                        "learning_rate", "n_train") if k in rec}
+            keep = {k: rec[k] for k in (*RESERVED_KEYS, *PROVENANCE_SETTINGS) if k in rec}
             rec = {**keep, "status": "failed", "error": why}
             try:
                 atomic_write_json(paths.record(arm_id), rec)

@@ -290,6 +290,28 @@ def test_every_record_carries_its_provenance(unit):
     assert git_commit(str(repo / "runner")) == "" and git_commit("/nonexistent") == ""
 
 
+def test_the_held_out_fraction_is_a_setting_every_record_carries(tmp_path):
+    """``holdout`` is provenance, not a metric: a failed arm has it from the unit, and the
+    aggregate makes no pivot of it."""
+    from runner.report import aggregate
+    from runner.store import records_frame
+
+    sw = load_sweep(sweep_dict(task="runner_tasks:ok_task", seed=(0, 1),
+                               training={"holdout": 0.1}), check_task=False)
+    unit = sw.plan()[0].for_attempt(OutputPaths(tmp_path), attempt_id="run-1")
+
+    def task(u):
+        yield {"arm_id": u.arms[0].arm_id, "amp_ssim": 0.5}
+        raise RuntimeError("second arm fails")
+
+    execute(unit, task)
+    recs = records(unit)
+    assert [recs[a.arm_id]["status"] for a in unit.arms] == ["ok", "failed", "failed", "failed"]
+    assert all(r["holdout"] == 0.1 for r in recs.values())
+    _, pivots = aggregate(records_frame(recs.values()))
+    assert "amp_ssim" in pivots and "holdout" not in pivots
+
+
 def test_cpu_model_names_the_processor_and_never_raises(monkeypatch):
     import builtins
     import platform

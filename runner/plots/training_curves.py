@@ -88,7 +88,9 @@ def training_curves_figure(out_dir: str | Path):
             if not len(sel):
                 ax.text(0.5, 0.5, "no history", ha="center", va="center",
                         transform=ax.transAxes, color="0.4")
-    styles = {loss: ("-", "--", ":", "-.")[k % 4] for k, loss in enumerate(losses)}
+    # never "--": the validation loss's style in the rows above
+    styles = {loss: ("-", ":", "-.", (0, (5, 1, 1, 1, 1, 1)))[k % 4]
+              for k, loss in enumerate(losses)}
     if has_held:
         for j, (n, g) in enumerate(configs):
             _held_out_panel(axes[-1, j], hist[(hist["N"] == n) & (hist["gridsize"] == g)],
