@@ -120,8 +120,8 @@ def training_settings(unit: Any) -> dict[str, Any]:
     """``nepochs``, ``batch_size``, ``learning_rate``, ``holdout`` (from ``unit.training``) and
     ``n_train`` (from ``unit.simulation``); None where the unit does not say (``holdout`` at
     its neutral 0 is left out of a unit's settings, so a record the runner writes itself, for
-    an arm that never reported, has it missing; the default task records its own value). ``unit`` is a
-    :class:`runner.Unit` or the dict of a ``unit.json``."""
+    an arm that never reported, has it missing; the default task records its own value).
+    ``unit`` is a :class:`runner.Unit` or the dict of a ``unit.json``."""
     out = {}
     for col, (section, key) in TRAINING_SETTINGS.items():
         sec = unit.get(section) if isinstance(unit, Mapping) else getattr(unit, section, None)
