@@ -83,8 +83,11 @@ def run_unit(unit) -> Iterator[dict[str, Any]]:
     multiplier at this ``N``, ``SimulationConfig.feature_scale_for``); ``final_loss`` (the
     training loss of the weights scored, in the units of its loss, see
     :data:`ptycho.losses.LOSSES`: NLL and MAE values are not comparable) and ``final_val_loss``
-    (the same loss on the test scan); ``best_epoch`` (with holdout, the epoch whose weights
-    were scored; else missing) and ``epochs_run`` (fewer than ``nepochs`` when ``patience``
+    (the same loss on the test scan); with ``training.holdout``, ``holdout_loss`` (the
+    held-out photons' Poisson NLL of the weights scored, in the ``"nll"`` loss's units: it
+    compares arms fitted to the same draw, i.e. the same dose, seed and fraction, whatever
+    their loss or regulariser) and ``best_epoch`` (the epoch whose weights were scored; both
+    missing without holdout), and ``epochs_run`` (fewer than ``nepochs`` when ``patience``
     stopped it);
     ``train_s`` (seconds in ``fit``), ``sim_s`` and ``build_s`` (the unit's one-off simulation
     and model-building seconds, repeated on each arm); ``n_train``, ``n_test`` (samples);
@@ -128,6 +131,7 @@ def run_unit(unit) -> Iterator[dict[str, Any]]:
             **metrics,
             "final_loss": result.final_loss,
             "final_val_loss": result.at_model("val_loss"),
+            "holdout_loss": (result.at_model("holdout_loss") if training.holdout else None),
             "holdout": training.holdout,
             "best_epoch": result.best_epoch,
             "epochs_run": len(result.history["loss"]),

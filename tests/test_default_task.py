@@ -32,6 +32,8 @@ def test_default_task_records_scores_baselines_and_history(tmp_path):
                 "phase_plane_ssim", "phase_plane_ssim_baseline", "amp_frc50_px",
                 "amp_ssim", "final_loss", "final_val_loss"):
         assert df[col].notna().all(), col
+    for col in ("holdout_loss", "best_epoch"):  # no photons held out: nothing to say
+        assert df[col].isna().all(), col
     assert set(df["reconstruct"]) == {"same"}
     assert (df["nepochs"] == 3).all() and set(df["lr_schedule"]) == {"cosine"}
     assert "history" not in df.columns  # the history has its own table
@@ -73,8 +75,8 @@ def test_history_frame_keeps_identity_and_orders_epochs():
 
 def test_default_task_with_holdout_scores_the_best_epoch_and_records_it(tmp_path):
     """``training.holdout``: each arm is scored at the epoch whose intensities best predict
-    the held-out photons; the record says which (``best_epoch``), how many epochs ran and the
-    fraction held out; the history and the log carry the held-out loss."""
+    the held-out photons; the record says which (``best_epoch``), its held-out loss, how many
+    epochs ran and the fraction held out; the history and the log carry the held-out loss."""
     sweep = sweep_dict(task="experiments.dose_response:run_unit", name="held",
                        N=(16,), gridsize=(2,), nphotons=(1e4,), loss=("nll", "mae"),
                        timeout_s=600, model={"n_filters_scale": 1, "offset": 2},
@@ -98,5 +100,6 @@ def test_default_task_with_holdout_scores_the_best_epoch_and_records_it(tmp_path
         assert rec["epochs_run"] == 8 or rec["epochs_run"] - best == 3  # patience
         assert rec["final_loss"] == grp["train_loss"].iloc[best - 1]
         assert rec["final_val_loss"] == grp["val_loss"].iloc[best - 1]
+        assert rec["holdout_loss"] == grp["holdout_loss"].min()
     log = next(OutputPaths(out).units_dir.glob("*/worker.log")).read_text()
     assert "holdout_loss=" in log and "held-out photons: restored epoch" in log
