@@ -27,15 +27,13 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from .schema import PROVENANCE_SETTINGS
+
 __all__ = ["utc_now", "process_provenance", "cpu_model", "git_commit", "training_settings",
            "arm_provenance", "PACKAGE"]
 
 #: Distribution name whose version is recorded.
 PACKAGE = "ptycho-sweep"
-#: Training settings recorded with every arm: column -> (unit section, key).
-TRAINING_SETTINGS = {"nepochs": ("training", "nepochs"), "batch_size": ("training", "batch_size"),
-                     "learning_rate": ("training", "learning_rate"),
-                     "n_train": ("simulation", "n_train"), "holdout": ("training", "holdout")}
 
 
 def utc_now() -> str:
@@ -117,13 +115,13 @@ def tensorflow_version() -> str:
 
 
 def training_settings(unit: Any) -> dict[str, Any]:
-    """``nepochs``, ``batch_size``, ``learning_rate``, ``holdout`` (from ``unit.training``) and
-    ``n_train`` (from ``unit.simulation``); None where the unit does not say (``holdout`` at
-    its neutral 0 is left out of a unit's settings, so a record the runner writes itself, for
-    an arm that never reported, has it missing; the default task records its own value).
+    """The settings of :data:`runner.schema.PROVENANCE_SETTINGS` as ``unit`` gives them (each
+    from its section); None where the unit does not say (``holdout`` at its neutral 0 is left
+    out of a unit's settings, so a record the runner writes itself, for an arm that never
+    reported, has it missing; the default task records its own value).
     ``unit`` is a :class:`runner.Unit` or the dict of a ``unit.json``."""
     out = {}
-    for col, (section, key) in TRAINING_SETTINGS.items():
+    for col, (section, key) in PROVENANCE_SETTINGS.items():
         sec = unit.get(section) if isinstance(unit, Mapping) else getattr(unit, section, None)
         out[col] = sec.get(key) if isinstance(sec, Mapping) else None
     return out

@@ -56,8 +56,13 @@ PROVENANCE = {
     "nepochs": "Int64", "batch_size": "Int64", "n_train": "Int64", "learning_rate": "float64",
     "holdout": "float64",
 }
-#: The provenance columns a task may set itself (the settings it really used).
-PROVENANCE_SETTINGS = ("nepochs", "batch_size", "n_train", "learning_rate", "holdout")
+#: The provenance columns a task may set itself (the settings it really used), each with where
+#: the runner reads it in the unit's settings otherwise: column -> (section, key).
+PROVENANCE_SETTINGS = {
+    "nepochs": ("training", "nepochs"), "batch_size": ("training", "batch_size"),
+    "n_train": ("simulation", "n_train"), "learning_rate": ("training", "learning_rate"),
+    "holdout": ("training", "holdout"),
+}
 #: Where a cluster backend ran the arm (the Dask worker's address; NA for local runs).
 PLACEMENT = {"dask_worker": "string"}
 #: The default task's metrics (``experiments.dose_response``), in the order reports show them:

@@ -25,9 +25,9 @@ pid, wall_s, peak_rss_mb, attempt, attempt_id`` and the provenance columns ``sta
 ended_at, host, cpu_model, package_version, git_commit, python_version, numpy_version,
 tensorflow_version`` (:mod:`runner.provenance`); a task value for one of these that disagrees
 is kept as ``task_<key>`` (with a warning), never silently replacing the worker's. The training
-settings ``nepochs, batch_size, learning_rate, n_train, holdout`` are filled from the unit's
-settings unless the task returns its own. ``status`` is ``ok`` unless the task returns
-``status="failed"`` or ``"oom"`` (with its ``error`` text) for that arm; any other task
+settings (``nepochs, batch_size, ...``: :data:`runner.schema.PROVENANCE_SETTINGS`) are filled
+from the unit's settings unless the task returns its own. ``status`` is ``ok`` unless the
+task returns ``status="failed"`` or ``"oom"`` (with its ``error`` text) for that arm; any other task
 ``status`` is kept as ``task_status``. Every other task key is recorded as given (numpy values
 are converted to Python values).
 
