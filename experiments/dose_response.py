@@ -119,7 +119,7 @@ def run_unit(unit) -> Iterator[dict[str, Any]]:
         model_lib.reset_weights(models.autoencoder, training.seed)
         result = train_pinn.train(train_data, model_instance=models.autoencoder,
                                   training=training, validation_data=test_data,
-                                  log_prefix=f"{arm.arm_id} ({arm.loss}, seed {arm.seed}): ")
+                                  log_prefix=f"{arm.arm_id} ({arm.label()}): ")
         # The scan as the model saw it (with holdout: the kept part of its counts).
         scored = result.fit_data if sim_cfg.reconstruct == "same" else result.validation_data
         metrics, arrays = score(models.autoencoder, scored)

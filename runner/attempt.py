@@ -145,10 +145,11 @@ class _Records:
                returncode: int | None, wall_s: float, started_at: str, tail: str) -> None:
         """Write the record of an arm this supervisor ended (``timeout`` or ``oom``)."""
         u = self.unit
-        rec = {**Unit.from_dict(u).arm_columns(arm_id), "status": status, "error": error,
+        unit = Unit.from_dict(u)
+        rec = {**unit.arm_columns(arm_id), "status": status, "error": error,
                "pid": pid, "wall_s": round(wall_s, 3), "attempt": u.get("attempt", 1),
                "attempt_id": self.attempt_id, "exit_code": returncode, "log_tail": tail,
-               **arm_provenance(u, started_at, utc_now())}
+               **arm_provenance(u, started_at, utc_now(), unit.arm(arm_id))}
         atomic_write_json(self.paths.record(arm_id), rec)
         self.pending.remove(arm_id)
 

@@ -28,6 +28,7 @@ from typing import Any
 
 from .paths import OutputPaths
 from .plan import Sweep, dumps_toml
+from .schema import ARM_SETTINGS
 from .sweep import Problem, SweepError, load_sweep
 
 __all__ = ["check_output_dir", "check_recorded_ids", "merge_sweeps", "output_lock"]
@@ -43,23 +44,36 @@ def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
     return out
 
 
+#: A sweep's grid and arm lists (besides the varied settings, ``Sweep.arm_settings``).
+_LISTS = ("N", "gridsize", "nphotons", "loss", "seed")
+
+
 def _union(old: tuple, new: tuple) -> tuple:
     return tuple(dict.fromkeys(old + new))
 
 
 def merge_sweeps(old: Sweep, new: Sweep) -> Sweep:
     """A sweep with ``new``'s settings and policy and the union of both grids and arms (old
-    values first). Returns ``new`` itself when it already covers ``old``, ``old`` when
-    ``new`` adds nothing (their files' texts, with comments, are then kept)."""
+    values first). A setting one of them varies in ``[arms]`` and the other fixes (in
+    ``[training]`` or by default) joins as a one-value list (:meth:`Sweep.with_arm_axes`).
+    Returns ``new`` itself when it already covers ``old``, ``old`` when ``new`` adds nothing
+    (their files' texts, with comments, are then kept)."""
     import dataclasses
 
-    merged = {k: _union(getattr(old, k), getattr(new, k))
-              for k in ("N", "gridsize", "nphotons", "loss", "seed")}
-    if all(set(merged[k]) == set(getattr(new, k)) for k in merged):
+    keys = list(dict.fromkeys([k for k, _ in old.arm_settings + new.arm_settings]))
+    old_axes, new_axes = old.with_arm_axes(keys), new.with_arm_axes(keys)
+
+    def lists(s: Sweep) -> dict[str, tuple]:
+        return {**{k: getattr(s, k) for k in _LISTS}, **dict(s.arm_settings)}
+
+    o, n = lists(old_axes), lists(new_axes)
+    merged = {k: _union(o[k], n[k]) for k in n}
+    if all(set(merged[k]) == set(n[k]) for k in merged):
         return new
-    if all(set(merged[k]) == set(getattr(old, k)) for k in merged):
+    if all(set(merged[k]) == set(o[k]) for k in merged):
         return dataclasses.replace(old, timeout_s=new.timeout_s, retries=new.retries)
-    out = dataclasses.replace(new, **merged, text=None)
+    out = dataclasses.replace(new_axes, **{k: merged[k] for k in _LISTS},
+                              arm_settings=tuple((k, merged[k]) for k in keys), text=None)
     # the directory's own sweep.toml by its name only: no machine-specific path in a file
     # a study commits
     header = (f"# the union of the sweeps run into this directory: its earlier sweep.toml "
@@ -93,22 +107,30 @@ def check_output_dir(sweep: Sweep, out_dir: str | Path) -> Sweep:
         raise SweepError(sweep.source, [
             f"output directory {root} holds an invalid sweep.toml ({exc.errors[0]}); pick "
             f"another --out"]) from None
-    mine, theirs = _flatten(sweep.settings()), _flatten(other.settings())
+    axes = list(dict.fromkeys([k for k, _ in other.arm_settings + sweep.arm_settings]))
+    mine = _flatten(sweep.with_arm_axes(axes).settings())
+    theirs = _flatten(other.with_arm_axes(axes).settings())
     diff = [k for k in sorted(set(mine) | set(theirs)) if mine.get(k) != theirs.get(k)]
     if diff:
         details = "; ".join(f"{k} = {mine.get(k)!r} here but {theirs.get(k)!r} there"
                             for k in diff[:5])
+        varied = [k.split(".", 1)[1] for k in diff if k.startswith("training.")
+                  and k.split(".", 1)[1] in ARM_SETTINGS]
+        hint = (f" (or, to run other values of {', '.join(varied)} beside these arms, list "
+                f"them in [arms]: arms.{varied[0]} = [...])"
+                if varied and len(varied) == len(diff) else "")
         raise SweepError(sweep.source, [
             f"output directory {root} already holds a different sweep (its sweep.toml differs: "
             f"{details}); a study can grow in place only in [grid] and [arms]: pick another "
-            f"--out or give the sweep a new sweep.name"])
+            f"--out or give the sweep a new sweep.name{hint}"])
     return merge_sweeps(other, sweep)
 
 
-def _point(rec: dict[str, Any]) -> tuple:
-    """A record's or an arm's grid point: (N, gridsize, nphotons, loss, seed)."""
+def _point(rec: dict[str, Any], axes: tuple = ()) -> tuple:
+    """A record's or an arm's grid point: (N, gridsize, nphotons, loss, seed, and the values
+    of the arm settings ``axes``)."""
     return (rec.get("N"), rec.get("gridsize"), rec.get("nphotons"), rec.get("loss"),
-            rec.get("seed"))
+            rec.get("seed"), *(rec.get(k) for k in axes))
 
 
 def check_recorded_ids(sweep: Sweep, units: list, records: dict[str, dict[str, Any]],
@@ -117,12 +139,23 @@ def check_recorded_ids(sweep: Sweep, units: list, records: dict[str, dict[str, A
     ``units`` (the sweep's plan) under an id the plan does not give that point: the code now
     resolves the same file to other settings (a default it leaves out has changed), and
     running would put a second, different arm beside each old one."""
+    # the settings that tell arms of one grid point apart: the sweep's [arms] lists, and any
+    # the records in the directory vary (a study grown into such a list)
+    seen: dict[str, set] = {k: set() for k in ARM_SETTINGS}
+    for rec in records.values():
+        for k in ARM_SETTINGS:
+            if rec.get(k) is not None:
+                seen[k].add(rec[k])
+    axes = tuple(k for k in ARM_SETTINGS
+                 if k in dict(sweep.arm_settings) or len(seen[k]) > 1)
     planned: dict[tuple, str] = {}
     for u in units:
         for a in u.arms:
-            planned[(u.N, u.gridsize, u.nphotons, a.loss, a.seed)] = a.arm_id
-    moved = [(arm_id, planned[_point(rec)]) for arm_id, rec in sorted(records.items())
-             if _point(rec) in planned and planned[_point(rec)] != arm_id]
+            cfg = u.training_config(a)
+            planned[_point({**u.arm_columns(a), **{k: getattr(cfg, k) for k in axes}},
+                           axes)] = a.arm_id
+    moved = [(arm_id, planned[_point(rec, axes)]) for arm_id, rec in sorted(records.items())
+             if _point(rec, axes) in planned and planned[_point(rec, axes)] != arm_id]
     if moved:
         old, new = moved[0]
         N, g, p, loss, seed = _point(records[old])

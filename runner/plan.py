@@ -25,7 +25,9 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 import json
+import math
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -115,6 +117,9 @@ class Sweep:
     text: str | None = dataclasses.field(default=None, compare=False, repr=False)
     arm_timeout_s: float | None = None
     memory_limit_mb: float | None = None
+    #: training settings varied between the arms of a unit: ``((key, values), ...)``, keys of
+    #: :data:`runner.schema.ARM_SETTINGS` (``[arms]`` beside loss and seed)
+    arm_settings: tuple[tuple[str, tuple], ...] = ()
 
     @property
     def n_units(self) -> int:
@@ -122,7 +127,17 @@ class Sweep:
 
     @property
     def n_arms(self) -> int:
-        return self.n_units * len(self.loss) * len(self.seed)
+        return self.n_units * self.arms_per_unit
+
+    @property
+    def arms_per_unit(self) -> int:
+        return math.prod([len(self.loss), len(self.seed),
+                          *(len(values) for _, values in self.arm_settings)])
+
+    def arm_axes(self) -> dict[str, list]:
+        """The ``[arms]`` lists: loss, seed and the varied settings, in the file's order."""
+        return {"loss": list(self.loss), "seed": list(self.seed),
+                **{k: list(v) for k, v in self.arm_settings}}
 
     def to_dict(self) -> dict[str, Any]:
         """The sweep as a sweep-file dict (loadable again by ``load_sweep``)."""
@@ -133,7 +148,7 @@ class Sweep:
                          if getattr(self, k) is not None}},
             "grid": {"N": list(self.N), "gridsize": list(self.gridsize),
                      "nphotons": list(self.nphotons)},
-            "arms": {"loss": list(self.loss), "seed": list(self.seed)},
+            "arms": self.arm_axes(),
         }
         for section in ("model", "simulation", "training"):
             if getattr(self, section):
@@ -154,8 +169,22 @@ class Sweep:
                       if k not in SET_ELSEWHERE["model"]},
             "simulation": SimulationConfig(**self.simulation).to_dict(),
             "training": {k: v for k, v in TrainingConfig(**self.training).to_dict().items()
-                         if k not in SET_ELSEWHERE["training"]},
+                         if k not in SET_ELSEWHERE["training"]
+                         and k not in dict(self.arm_settings)},
         }
+
+    def with_arm_axes(self, keys) -> Sweep:
+        """The same arms with each of ``keys`` (of :data:`runner.schema.ARM_SETTINGS`) an arm
+        axis: a ``[training]`` value, or the default, becomes a one-value ``[arms]`` list.
+        Arm ids do not change (unit ids may); ``self`` when nothing moves."""
+        have = dict(self.arm_settings)
+        missing = [k for k in keys if k not in have]
+        if not missing:
+            return self
+        resolved = TrainingConfig(**self.training)
+        training = {k: v for k, v in self.training.items() if k not in missing}
+        axes = self.arm_settings + tuple((k, (getattr(resolved, k),)) for k in missing)
+        return dataclasses.replace(self, training=training, arm_settings=axes, text=None)
 
     def identity(self) -> dict[str, Any]:
         """What makes two sweeps the same: :meth:`settings` plus the grid and arms (not the
@@ -163,11 +192,14 @@ class Sweep:
         return {**self.settings(),
                 "grid": {"N": sorted(self.N), "gridsize": sorted(self.gridsize),
                          "nphotons": sorted(self.nphotons)},
-                "arms": {"loss": sorted(self.loss), "seed": sorted(self.seed)}}
+                "arms": {k: sorted(v) for k, v in self.arm_axes().items()}}
 
     def plan(self) -> list[Unit]:
-        """Expand into units (grid order as given) with their arms (loss x seed); each is a
-        :class:`Unit` with its attempt fields unset (see :meth:`Unit.for_attempt`)."""
+        """Expand into units (grid order as given) with their arms (loss x seed x the varied
+        settings); each is a :class:`Unit` with its attempt fields unset (see
+        :meth:`Unit.for_attempt`). An arm's settings enter its id as the same settings in
+        ``[training]`` would: an arm of ``realspace_weight = [0, 0.3]`` has the id of the arm
+        of a sweep with ``training.realspace_weight`` at that value (the unit's id differs)."""
         slot = _Template.slot
         sim_cfg = SimulationConfig(**self.simulation)
         base = TrainingConfig(**self.training)
@@ -175,8 +207,13 @@ class Sweep:
         # The unit's id hashes what its arms share, not the defaults of what each arm sets
         # itself (loss, its weights, seed): changing a default loss keeps the units' ids.
         arm_set = {k for k, where in SET_ELSEWHERE["training"].items() if where.startswith("arms.")}
+        arm_set |= {k for k, _ in self.arm_settings}
         unit_key = {k: v for k, v in unit_training.items() if k not in arm_set}
-        arm_training = {loss: base.with_loss(loss).identity_dict() for loss in self.loss}
+        keys = [k for k, _ in self.arm_settings]
+        combos = [tuple(zip(keys, c, strict=True))
+                  for c in itertools.product(*(v for _, v in self.arm_settings))]
+        arm_training = {(loss, c): base.replace(**dict(c)).with_loss(loss).identity_dict()
+                        for loss in self.loss for c in combos}
         units = []
         for n in self.N:
             # N-dependent values resolved: "auto" keeps the pre-option ids where it is 1
@@ -187,13 +224,13 @@ class Sweep:
                 shared = {"task": self.task, "N": n, "gridsize": g, "nphotons": slot("p"),
                           "model": model, "simulation": sim}
                 unit_tpl = _Template({**shared, "training": {**unit_key, "nphotons": slot("p")}})
-                arm_tpls = [(loss, seed, _Template({
+                arm_tpls = [(loss, seed, c, _Template({
                     **shared, "loss": loss, "seed": seed,
-                    "training": {**arm_training[loss], "nphotons": slot("p"), "seed": seed}}))
-                    for loss in self.loss for seed in self.seed]
+                    "training": {**arm_training[loss, c], "nphotons": slot("p"), "seed": seed}}))
+                    for loss in self.loss for seed in self.seed for c in combos]
                 for p in self.nphotons:
-                    arms = tuple(Arm(_hex(t.render(p=p), 12), loss, seed)
-                                 for loss, seed, t in arm_tpls)
+                    arms = tuple(Arm(_hex(t.render(p=p), 12), loss, seed, c)
+                                 for loss, seed, c, t in arm_tpls)
                     uid = f"N{n}_g{g}_p{p:.3g}_" + _hex(unit_tpl.render(p=p), 8)
                     units.append(Unit(self.name, uid, self.task, n, g, p, arms, model, sim,
                                       unit_training, self.timeout_s))

@@ -114,21 +114,25 @@ def tensorflow_version() -> str:
     return str(getattr(tf, "__version__", "") or "") if tf is not None else ""
 
 
-def training_settings(unit: Any) -> dict[str, Any]:
+def training_settings(unit: Any, arm: Any = None) -> dict[str, Any]:
     """The settings of :data:`runner.schema.PROVENANCE_SETTINGS` as ``unit`` gives them (each
-    from its section); None where the unit does not say (``holdout`` at its neutral 0 is left
-    out of a unit's settings, so a record the runner writes itself, for an arm that never
-    reported, has it missing; the default task records its own value).
-    ``unit`` is a :class:`runner.Unit` or the dict of a ``unit.json``."""
+    from its section), with those ``arm`` sets itself (its ``settings``) in their place; None
+    where neither says (``holdout`` at its neutral 0 is left out of a unit's settings, so a
+    record the runner writes itself, for an arm that never reported, has it missing; the
+    default task records its own value). ``unit`` is a :class:`runner.Unit` or the dict of a
+    ``unit.json``; ``arm`` an :class:`runner.unit.Arm` or None."""
     out = {}
     for col, (section, key) in PROVENANCE_SETTINGS.items():
         sec = unit.get(section) if isinstance(unit, Mapping) else getattr(unit, section, None)
         out[col] = sec.get(key) if isinstance(sec, Mapping) else None
-    return out
+    own = dict(getattr(arm, "settings", ()) or ())
+    return {**out, **{col: v for col, v in own.items() if col in out}}
 
 
-def arm_provenance(unit: Any, started_at: str | None, ended_at: str | None) -> dict[str, Any]:
-    """Every provenance column of one arm's record (see :data:`runner.store.PROVENANCE`)."""
+def arm_provenance(unit: Any, started_at: str | None, ended_at: str | None,
+                   arm: Any = None) -> dict[str, Any]:
+    """Every provenance column of one arm's record (see :data:`runner.store.PROVENANCE`);
+    ``arm``: as in :func:`training_settings`."""
     return {"started_at": started_at or "", "ended_at": ended_at or "",
             **process_provenance(), "tensorflow_version": tensorflow_version(),
-            **training_settings(unit)}
+            **training_settings(unit, arm)}

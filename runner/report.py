@@ -1,10 +1,12 @@
 """Reports of a sweep's results: status tables, aggregate pivot tables and plots.
 
 * :func:`summary_text` / :func:`status_report`: arms by status, per-unit status, pending arms.
-* :func:`aggregate`: each metric by dose (columns) for each N / gridsize / loss (rows), mean
-  over seeds of the ``ok`` arms; :func:`write_aggregate` saves the long form (one row per
-  N, gridsize, loss, nphotons and metric with mean, std and number of seeds) to
-  ``aggregate.csv``.
+* :func:`aggregate`: each metric by dose (columns) for each N / gridsize / loss and value of the
+  settings varied between arms (rows, :mod:`runner.series`), mean over seeds of the ``ok``
+  arms; :func:`write_aggregate` saves the long form (one row per N, gridsize, loss, varied
+  settings, nphotons and metric with mean, std and number of seeds) to ``aggregate.csv``.
+* :func:`chosen_text`: which value of the varied settings the held-out photons choose per
+  dose, and the chosen arms' scores.
 * :func:`plot_dose_response`, :func:`plot_reconstructions`, :func:`plot_training_curves`:
   the figures, defined in :mod:`runner.plots` and re-exported here.
 """
@@ -18,10 +20,11 @@ from typing import Any
 from .paths import OutputPaths
 from .plots import plot_dose_response, plot_reconstructions, plot_training_curves
 from .schema import METRICS as SCHEMA_METRICS
+from .series import choose_by_holdout, varied_settings, with_series
 from .store import STATUSES, load_results
 
 __all__ = ["METRICS", "summary_text", "status_report", "aggregate", "write_aggregate",
-           "plot_dose_response", "plot_reconstructions", "plot_training_curves"]
+           "chosen_text", "plot_dose_response", "plot_reconstructions", "plot_training_curves"]
 
 log = logging.getLogger(__name__)
 
@@ -110,19 +113,48 @@ def aggregate(df) -> tuple[Any, dict[str, Any]]:
     import pandas as pd
 
     ok, metrics = _ok_numeric(df)
-    cols = _ROWS + ["nphotons", "metric", "mean", "std", "n_seeds"]
+    ok, varied = with_series(ok)
+    rows = _ROWS + varied
+    cols = rows + ["nphotons", "metric", "mean", "std", "n_seeds"]
     if not metrics or not len(ok):
         return pd.DataFrame(columns=cols), {}
-    long = ok.melt(id_vars=_ROWS + ["nphotons", "seed"], value_vars=metrics,
+    long = ok.melt(id_vars=rows + ["nphotons", "seed"], value_vars=metrics,
                    var_name="metric").dropna(subset=["value"])
-    long = (long.groupby(_ROWS + ["nphotons", "metric"], sort=True)["value"]
+    long = (long.groupby(rows + ["nphotons", "metric"], sort=True)["value"]
             .agg(mean="mean", std="std", n_seeds="count").reset_index())
     long["metric"] = pd.Categorical(long["metric"], categories=metrics, ordered=True)
-    long = long.sort_values(["metric"] + _ROWS + ["nphotons"]).reset_index(drop=True)
+    long = long.sort_values(["metric"] + rows + ["nphotons"]).reset_index(drop=True)
     long["metric"] = long["metric"].astype(str)
-    pivots = {m: ok.pivot_table(index=_ROWS, columns="nphotons", values=m, aggfunc="mean")
+    pivots = {m: ok.pivot_table(index=rows, columns="nphotons", values=m, aggfunc="mean")
               for m in metrics}
     return long[cols], pivots
+
+
+def chosen_text(df) -> str:
+    """The held-out choice (:func:`runner.series.choose_by_holdout`) as text: per N /
+    gridsize / loss and dose, the values chosen (one per seed) and the chosen arms' mean
+    amplitude SSIM and FRC50; '' when the table varies no setting or has no held-out NLL."""
+    chosen = choose_by_holdout(df)
+    if not len(chosen):
+        return ""
+    varied = varied_settings(df)
+    chosen = chosen.assign(_values=chosen[varied].astype(float).apply(
+        lambda r: " ".join(f"{v:g}" for v in r), axis=1))
+    parts = [f"chosen by held-out NLL ({', '.join(varied)}; one value per seed, columns: "
+             f"nphotons)"]
+    values = chosen.pivot_table(index=_ROWS, columns="nphotons", values="_values",
+                                aggfunc=lambda v: "/".join(v))
+    tables = [("values", values)]
+    for m in ("amp_norm_ssim", "amp_frc50_px"):
+        if m in chosen and chosen[m].notna().any():
+            tables.append((f"{m} of the chosen arms (mean over seeds)",
+                           chosen.pivot_table(index=_ROWS, columns="nphotons", values=m,
+                                              aggfunc="mean")))
+    for name, table in tables:
+        table = table.copy()
+        table.columns = [f"{c:.3g}" for c in table.columns]
+        parts.append(f"{name}\n{table.to_string(float_format=lambda v: f'{v:.4g}')}")
+    return "\n".join(parts)
 
 
 def write_aggregate(out_dir: str | Path) -> str:
@@ -140,4 +172,5 @@ def write_aggregate(out_dir: str | Path) -> str:
         table.columns = [f"{c:.3g}" for c in table.columns]
         parts.append(f"{m} (mean over seeds; columns: nphotons)\n"
                      f"{table.to_string(float_format=lambda v: f'{v:.4g}')}")
-    return "\n\n".join(parts)
+    chosen = chosen_text(load_results(paths.root))
+    return "\n\n".join(parts + ([chosen] if chosen else []))

@@ -71,8 +71,9 @@ class RunPlan:
         grew = self.recorded is not None and self.recorded.n_arms > s.n_arms
         lines = [
             f"sweep {s.name!r} from {s.source}: task {s.task}",
-            f"  {len(self.units)} unit(s) x {len(s.loss) * len(s.seed)} arm(s) "
-            f"(loss {list(s.loss)} x seed {list(s.seed)}) = {self.n_arms} arm(s)",
+            f"  {len(self.units)} unit(s) x {s.arms_per_unit} arm(s) ("
+            + " x ".join(f"{k} {v}" for k, v in s.arm_axes().items())
+            + f") = {self.n_arms} arm(s)",
             f"  output: {self.paths.root}" + ("" if self.paths.root.exists() else " (new)")
             + (f" (holds a larger sweep of {self.recorded.n_arms} arm(s); its other rows are "
                f"kept)" if grew else ""),
@@ -89,7 +90,8 @@ class RunPlan:
             for a in u.arms:
                 prev = self.existing.get(a.arm_id, {}).get("status")
                 act = "run" if a in run else "skip"
-                parts.append(f"{a.arm_id}[{a.loss},s{a.seed}]:{act}"
+                own = "".join(f",{v:g}" for _, v in a.settings)
+                parts.append(f"{a.arm_id}[{a.loss},s{a.seed}{own}]:{act}"
                              + (f"(was {prev})" if prev else ""))
             lines.append(f"  {u.unit_id:<32} {u.N:>4} {u.gridsize:>3} {u.nphotons:>9.3g}  "
                          + ", ".join(parts))

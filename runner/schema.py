@@ -24,7 +24,7 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = ["STATUSES", "IDENTITY", "OUTCOME", "RESOURCES", "PROVENANCE", "PROVENANCE_SETTINGS",
-           "PLACEMENT",
+           "ARM_SETTINGS", "PLACEMENT",
            "METRICS", "DTYPES", "COLUMNS", "HISTORY_IDENTITY", "table_dtype"]
 
 #: Every arm ends in exactly one of these. ``oom``: out of memory (MemoryError in the task, or
@@ -54,15 +54,20 @@ PROVENANCE = {
     "package_version": "string", "git_commit": "string", "python_version": "string",
     "numpy_version": "string", "tensorflow_version": "string",
     "nepochs": "Int64", "batch_size": "Int64", "n_train": "Int64", "learning_rate": "float64",
-    "holdout": "float64",
+    "holdout": "float64", "realspace_weight": "float64",
 }
 #: The provenance columns a task may set itself (the settings it really used), each with where
 #: the runner reads it in the unit's settings otherwise: column -> (section, key).
 PROVENANCE_SETTINGS = {
     "nepochs": ("training", "nepochs"), "batch_size": ("training", "batch_size"),
     "n_train": ("simulation", "n_train"), "learning_rate": ("training", "learning_rate"),
-    "holdout": ("training", "holdout"),
+    "holdout": ("training", "holdout"), "realspace_weight": ("training", "realspace_weight"),
 }
+#: The training settings a sweep may vary between the arms of one unit (``[arms]`` keys beside
+#: ``loss`` and ``seed``): those of :data:`PROVENANCE_SETTINGS`, so every arm's record names
+#: its value. The model core is built once per unit; these change only how an arm trains.
+ARM_SETTINGS = tuple(col for col, (section, _) in PROVENANCE_SETTINGS.items()
+                     if section == "training")
 #: Where a cluster backend ran the arm (the Dask worker's address; NA for local runs).
 PLACEMENT = {"dask_worker": "string"}
 #: The default task's metrics (``experiments.dose_response``), in the order reports show them:

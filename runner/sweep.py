@@ -5,7 +5,9 @@ A sweep file (TOML, or the equivalent dict) has the sections::
     [sweep]       name (required), task = "module:function", timeout_s > 0, retries >= 0,
                   arm_timeout_s > 0 and memory_limit_mb > 0 (optional limits)
     [grid]        N, gridsize, nphotons: non-empty lists, one worker unit per combination
-    [arms]        loss (keys of ptycho.config.LOSS_PRESETS), seed (ints >= 0): arms of a unit
+    [arms]        loss (keys of ptycho.config.LOSS_PRESETS), seed (ints >= 0), and any of the
+                  training settings of runner.schema.ARM_SETTINGS (``realspace_weight =
+                  [0, 0.3]``): the arms of a unit are every combination of these lists
     [model]       ModelConfig fields except N, gridsize        (optional)
     [simulation]  SimulationConfig fields                      (optional)
     [training]    TrainingConfig fields except nphotons, seed and the loss (optional)
@@ -44,6 +46,7 @@ from ptycho.config import (
 )
 
 from .plan import SET_ELSEWHERE, Sweep, canonical_json, dumps_toml, short_hash
+from .schema import ARM_SETTINGS
 from .taskref import check_task, parse_task
 from .unit import Unit
 
@@ -57,7 +60,7 @@ DEFAULT_TASK = "experiments.dose_response:run_unit"
 SECTIONS = ("sweep", "grid", "arms", "model", "simulation", "training")
 _SWEEP_KEYS = ("name", "task", "timeout_s", "retries", "arm_timeout_s", "memory_limit_mb")
 _GRID_KEYS = ("N", "gridsize", "nphotons")
-_ARM_KEYS = ("loss", "seed")
+_ARM_KEYS = ("loss", "seed", *ARM_SETTINGS)
 _CONFIG_CLASSES = {"model": ModelConfig, "simulation": SimulationConfig,
                    "training": TrainingConfig}
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
@@ -359,13 +362,37 @@ def _validate(raw: Any, source: str, check_task_ref: bool = True,
             base.with_loss(loss)
     except ConfigError as exc:
         P.append(_config_problem(exc, "training"))
+        base = None
+    arm_settings = _arm_settings(P, arms, overrides["training"], base, losses)
     if P:
         raise SweepError(source, P)
     return Sweep(name=name, task=task, timeout_s=float(timeout_s), retries=int(retries),
                  N=tuple(Ns), gridsize=tuple(gs), nphotons=tuple(ps), loss=tuple(losses),
-                 seed=tuple(seeds), model=overrides["model"],
+                 seed=tuple(seeds), arm_settings=arm_settings, model=overrides["model"],
                  simulation=overrides["simulation"], training=overrides["training"],
                  source=source, text=text, **limits)
+
+
+def _arm_settings(P: list, arms: Mapping[str, Any], training: Mapping[str, Any],
+                  base: TrainingConfig | None, losses: list) -> tuple:
+    """The ``[arms]`` keys of :data:`runner.schema.ARM_SETTINGS`: ``((key, values), ...)`` in
+    the file's order, each value checked with every loss (ints for float fields as floats)."""
+    out = []
+    for key in (k for k in arms if k in ARM_SETTINGS):
+        if key in training:
+            P.append(Problem(f"arms.{key}", f"arms.{key}: also set in [training] ({key} = "
+                                            f"{training[key]!r}); set it in one place"))
+            continue
+        values = _check_list(P, f"arms.{key}", arms[key], _is_number, "numbers")
+        values = [_normalise(TrainingConfig, {key: v})[key] for v in values]
+        for v in values if base is not None else ():
+            try:
+                for loss in losses:
+                    base.replace(**{key: v}).with_loss(loss)
+            except ConfigError as exc:
+                P.append(Problem.invalid(f"arms.{key}", v, exc.allowed or str(exc)))
+        out.append((key, tuple(values)))
+    return tuple(out)
 
 
 def check_output_dir(sweep: Sweep, out_dir: str | Path) -> Sweep:

@@ -1,5 +1,6 @@
 """What a task receives: one worker unit, i.e. one ``(N, gridsize, nphotons)`` combination and
-the arms (loss x seed) to run in it. Imports no TensorFlow (only :mod:`ptycho.config`).
+the arms (loss x seed x the training settings the sweep varies) to run in it. Imports no
+TensorFlow (only :mod:`ptycho.config`).
 
 Task contract
 -------------
@@ -15,7 +16,7 @@ see :mod:`runner.worker` for which keys win on conflict. Typical shape::
         data = simulate(unit.simulation_config(), unit.model_config())   # once per unit
         model = build(unit.model_config())                               # once per unit
         for arm in unit.arms:
-            cfg = unit.training_config(arm)        # nphotons, seed and loss preset applied
+            cfg = unit.training_config(arm)        # nphotons, seed, settings, loss applied
             metrics = train_and_evaluate(model, data, cfg)
             np.savez(unit.artifact_path(arm), amplitude=..., phase=..., ...)
             yield {"arm_id": arm.arm_id, **metrics}
@@ -48,17 +49,32 @@ def _env_int(name: str) -> int | None:
 
 @dataclass(frozen=True, slots=True)
 class Arm:
-    """One arm of a unit: a loss preset and a seed. ``arm["loss"]`` works too."""
+    """One arm of a unit: a loss preset, a seed and the training settings the sweep varies
+    between arms (``settings``: (name, value) pairs of :data:`runner.schema.ARM_SETTINGS`,
+    empty when it varies none). ``arm["loss"]`` works too."""
 
     arm_id: str
     loss: str
     seed: int
+    settings: tuple[tuple[str, Any], ...] = ()
 
     def __getitem__(self, key: str) -> Any:
         return getattr(self, key)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"arm_id": self.arm_id, "loss": self.loss, "seed": self.seed}
+        out = {"arm_id": self.arm_id, "loss": self.loss, "seed": self.seed}
+        return {**out, "settings": dict(self.settings)} if self.settings else out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Arm:
+        return cls(data["arm_id"], data["loss"], int(data["seed"]),
+                   tuple((data.get("settings") or {}).items()))
+
+    def label(self) -> str:
+        """``loss, seed N`` and the arm's own settings, for log lines."""
+        return ", ".join([self.loss, f"seed {self.seed}",
+                          *(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}"
+                            for k, v in self.settings)])
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,11 +153,12 @@ class Unit:
             attempt_id=attempt_id, paths=paths.unit_paths(self.unit_id))
 
     def arm_columns(self, arm: Arm | str | Mapping[str, Any]) -> dict[str, Any]:
-        """The identity columns (:data:`runner.schema.IDENTITY`) of an arm's record."""
+        """The identity columns (:data:`runner.schema.IDENTITY`) of an arm's record, and the
+        training settings the arm sets itself (``arm.settings``)."""
         arm = self.arm(arm)
         return {"sweep": self.sweep, "arm_id": arm.arm_id, "unit_id": self.unit_id,
                 "N": self.N, "gridsize": self.gridsize, "nphotons": self.nphotons,
-                "loss": arm.loss, "seed": arm.seed}
+                "loss": arm.loss, "seed": arm.seed, **dict(arm.settings)}
 
     # -- configs -----------------------------------------------------------------------------
     def model_config(self) -> ModelConfig:
@@ -154,10 +171,12 @@ class Unit:
 
     def training_config(self, arm: Arm | str | Mapping[str, Any]) -> TrainingConfig:
         """The :class:`TrainingConfig` of ``arm`` (an Arm, its arm_id or a dict): the unit's
-        training settings with ``nphotons``, the arm's ``seed`` and its loss preset applied."""
+        training settings with ``nphotons``, the arm's ``seed``, its own settings and its loss
+        preset applied."""
         arm = self.arm(arm)
         base = TrainingConfig.from_dict(self.training)
-        return base.replace(nphotons=float(self.nphotons), seed=arm.seed).with_loss(arm.loss)
+        return base.replace(nphotons=float(self.nphotons), seed=arm.seed,
+                            **dict(arm.settings)).with_loss(arm.loss)
 
     def arm(self, arm: Arm | str | Mapping[str, Any]) -> Arm:
         """Look up an arm of this unit by Arm, arm_id or ``{"arm_id": ...}``."""
@@ -210,7 +229,7 @@ class Unit:
             N=int(data["N"]),
             gridsize=int(data["gridsize"]),
             nphotons=float(data["nphotons"]),
-            arms=tuple(Arm(a["arm_id"], a["loss"], int(a["seed"])) for a in data["arms"]),
+            arms=tuple(Arm.from_dict(a) for a in data["arms"]),
             model=dict(data["model"]),
             simulation=dict(data["simulation"]),
             training_base=dict(data["training"]),

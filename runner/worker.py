@@ -93,7 +93,7 @@ def _base_record(unit: Unit, arm: Arm, wall_s: float, peak_mb: float | None = No
         "wall_s": round(wall_s, 3),
         "peak_rss_mb": peak_rss_mb() if peak_mb is None else peak_mb,
         "attempt": unit.attempt, "attempt_id": unit.attempt_id,
-        **arm_provenance(unit, started_at, utc_now()),
+        **arm_provenance(unit, started_at, utc_now(), arm),
     }
 
 
@@ -182,8 +182,8 @@ def execute(unit: Unit, task: Callable | None = None) -> dict[str, Any]:
                           "is left without a record", arm_id, type(exc2).__name__, exc2)
                 written = False
         statuses[arm_id] = rec["status"]
-        log.info("arm %s (%s, seed %s): %s in %.1f s, peak RSS %s MiB%s", arm_id, rec["loss"],
-                 rec["seed"], rec["status"], rec["wall_s"], rec.get("peak_rss_mb"),
+        log.info("arm %s (%s): %s in %.1f s, peak RSS %s MiB%s", arm_id,
+                 unit.arm(arm_id).label(), rec["status"], rec["wall_s"], rec.get("peak_rss_mb"),
                  f": {rec['error']}" if rec["error"] else "")
         last, last_utc = time.monotonic(), utc_now()
         peak.reset()

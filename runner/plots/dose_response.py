@@ -1,10 +1,14 @@
 """The dose-response figure: SSIM, PSNR (dB) and FRC50 (pixels) of amplitude and phase against
-the dose, and the final training loss per loss function (see :mod:`runner.plots`)."""
+the dose, and the final training loss per loss function (see :mod:`runner.plots`). One line per
+N / gridsize (colour) and series (line style: the loss and the values of the settings varied
+between arms, :mod:`runner.series`); where settings vary and the arms held photons out, one
+more line per loss joins the arms those photons choose at each dose."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from ..series import CHOSEN, choose_by_holdout, with_series
 from .common import _caption, _figure, _has, _legend, _log_y, _names, _numeric
 
 __all__ = ["plot_dose_response", "dose_response_figure"]
@@ -25,13 +29,15 @@ _PANELS = (
       "FRC50 (pixels, log; lower is better)")),
 )
 _STYLES = (("-", "o"), (":", "s"), ("-.", "^"), ((0, (5, 1, 1, 1, 1, 1)), "D"))
+_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 _BASELINE_STYLE = "--"
 _DOSE_LABEL = "dose (photons per pattern)"
-_KEY = ["N", "gridsize", "loss"]
+_KEY = ["N", "gridsize", "series"]
+_CHOSEN_STYLE = dict(linewidth=5, alpha=0.3)
 
 
 def _point_stats(df, metric: str):
-    """Per N / gridsize / loss / dose: mean and std over the ok arms' values, number of them,
+    """Per N / gridsize / series / dose: mean and std over the ok arms' values, number of them,
     and whether an arm of the point is not ok. Every point with an arm is a row (mean NaN
     when none is ok: a gap in the line)."""
     import pandas as pd
@@ -45,18 +51,34 @@ def _point_stats(df, metric: str):
             .reset_index().sort_values(_KEY + ["nphotons"]))
 
 
-def _draw_metric(ax, df, metric: str, colours: dict, styles: dict, losses=None) -> bool:
-    """Lines of ``metric`` (``losses``: only these); returns whether a point failed."""
+def _series_styles(df, losses: list, varied: list) -> dict:
+    """(line style, marker) per series: one pair per loss when no setting varies; else the
+    line style tells the loss and the marker the values of the varied settings."""
+    if not varied:
+        return {loss: _STYLES[i % len(_STYLES)] for i, loss in enumerate(losses)}
+    rows = df[["series", "loss", *varied]].dropna(subset=["series"]).drop_duplicates("series")
+    values = sorted({tuple(r) for r in rows[varied].itertuples(index=False)})
+    return {r.series: (_STYLES[losses.index(r.loss) % len(_STYLES)][0],
+                       _MARKERS[values.index(tuple(getattr(r, k) for k in varied))
+                                % len(_MARKERS)])
+            for r in rows.itertuples(index=False)}
+
+
+def _draw_metric(ax, df, metric: str, colours: dict, styles: dict, series=None) -> bool:
+    """Lines of ``metric`` (``series``: only these); returns whether a point failed."""
     stats = _point_stats(df, metric)
     doses = sorted(stats["nphotons"].unique())
     failed = False
-    for (n, g, loss), grp in stats.groupby(_KEY):
-        if losses is not None and loss not in losses:
+    for (n, g, name), grp in stats.groupby(_KEY):
+        if series is not None and name not in series:
             continue
-        ls, marker = styles[loss]
         colour = colours[(n, g)]
         # a dose the sweep has but this line has not run (yet): a gap, not a straight line
         line = grp.set_index("nphotons")["mean"].reindex(doses)
+        if name.endswith(CHOSEN):  # a broad band under the lines of the arms it picks
+            ax.plot(line.index, line.values, color=colour, **_CHOSEN_STYLE)
+            continue
+        ls, marker = styles[name]
         ax.plot(line.index, line.values, color=colour, linestyle=ls, marker=marker,
                 markersize=5)
         multi = grp[grp["n"] > 1]
@@ -84,13 +106,18 @@ def plot_dose_response(df, path: str | Path, sweep_toml: str | Path | None = Non
 
 def dose_response_figure(df, sweep_toml: str | Path | None = None):
     """The figure of :func:`plot_dose_response` (a matplotlib ``Figure``)."""
+    import pandas as pd
     from matplotlib.lines import Line2D
 
     df = df[df["status"].notna()] if "status" in df else df
     losses = sorted({str(v) for v in df["loss"].dropna()})
+    df, varied = with_series(df)
+    names = sorted({str(v) for v in df["series"].dropna()})
+    styles = _series_styles(df, losses, varied)
+    df = pd.concat([df, choose_by_holdout(df)], ignore_index=True)
+    chosen = sorted({str(v) for v in df["series"].dropna()} - set(names))
     configs = sorted({(int(n), int(g)) for n, g in zip(df["N"], df["gridsize"], strict=True)})
     colours = {c: f"C{i % 10}" for i, c in enumerate(configs)}
-    styles = {loss: _STYLES[i % len(_STYLES)] for i, loss in enumerate(losses)}
     n_loss_panels = min(max(len(losses), 1), 3)
     fig = _figure(15, 12.5)
     axes = fig.subplots(3, 3)
@@ -107,7 +134,8 @@ def dose_response_figure(df, sweep_toml: str | Path | None = None):
         ax.set_ylabel(ylabel)
         ax.set_title(title, fontsize="medium")
         ax.grid(True, which="major", alpha=0.3)
-        only = [losses[i - 6]] if metric == "final_loss" else None
+        only = ([n for n in names if n.split(",")[0] == losses[i - 6]]
+                if metric == "final_loss" else None)
         if not _has(df, metric):  # still mark the failures
             ax.text(0.5, 0.5, f"no value of {metric}", ha="center", va="center",
                     transform=ax.transAxes, color="0.4")
@@ -126,10 +154,14 @@ def dose_response_figure(df, sweep_toml: str | Path | None = None):
         ax.set_visible(False)
     handles = [Line2D([], [], color=colours[c], linewidth=3) for c in configs]
     labels = [f"N={n}, gridsize {g}" for n, g in configs]
-    for loss in losses:
-        ls, marker = styles[loss]
+    for name in names:
+        ls, marker = styles[name]
         handles.append(Line2D([], [], color="0.2", linestyle=ls, marker=marker))
-        labels.append(f"loss: {loss}")
+        labels.append(f"loss: {name}")
+    for name in chosen:
+        handles.append(Line2D([], [], color="0.2", **_CHOSEN_STYLE))
+        loss = name.split(",")[0]
+        labels.append(f"loss: {loss}, {CHOSEN}\n(the arm of least held-out NLL\nat each dose)")
     handles.append(Line2D([], [], color="0.4", linestyle=_BASELINE_STYLE))
     labels.append("constant image (baseline),\nin the colour of its N / gridsize")
     if failed:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..paths import OutputPaths
+from ..series import with_series
 from .common import _caption, _figure, _names
 
 __all__ = ["plot_reconstructions", "reconstructions_figure"]
@@ -68,9 +69,10 @@ def plot_reconstructions(out_dir: str | Path, path: str | Path | None = None,
 
 
 def reconstructions_figure(out_dir: str | Path, max_rows: int = 12):
-    """Panel of ``units/*/artifacts/<arm_id>.npz``: one row per N / gridsize / loss (lowest
-    seed), the ground truth first, then amplitude and phase at each dose titled with SSIM,
-    PSNR (dB) and FRC50 (px); a failed arm's cells name its status. One colour bar per row
+    """Panel of ``units/*/artifacts/<arm_id>.npz``: one row per N / gridsize / series (the
+    loss and the values of the settings varied between arms; lowest seed), the ground truth
+    first, then amplitude and phase at each dose titled with SSIM, PSNR (dB) and FRC50 (px); a
+    failed arm's cells name its status. One colour bar per row
     for amplitude and one for phase. None without usable artifacts."""
     from ..store import load_results
 
@@ -80,10 +82,11 @@ def reconstructions_figure(out_dir: str | Path, max_rows: int = 12):
              if f.stem in set(df["arm_id"]) and (d := _load_npz(f)) is not None}
     if not found:
         return None
+    df, _ = with_series(df)
     rows = df.sort_values("seed", ascending=False).to_dict("records")
     groups: dict[tuple, dict[float, dict]] = {}
     for r in rows:  # lowest seed last: it wins
-        groups.setdefault((int(r["N"]), int(r["gridsize"]), r["loss"]), {})[r["nphotons"]] = r
+        groups.setdefault((int(r["N"]), int(r["gridsize"]), r["series"]), {})[r["nphotons"]] = r
     keys = sorted(k for k in groups if any(r["arm_id"] in found for r in groups[k].values()))
     keys = keys[:max_rows]
     doses = sorted({p for k in keys for p in groups[k]})
@@ -124,7 +127,8 @@ def reconstructions_figure(out_dir: str | Path, max_rows: int = 12):
                         transform=ax.transAxes, color="tab:red", fontsize=9)
             if j == 0:
                 base = groups[key][min(groups[key])]
-                ax.set_ylabel(f"N={key[0]}, gridsize {key[1]}\nloss {key[2]}\nconstant image:"
+                ax.set_ylabel(f"N={key[0]}, gridsize {key[1]}\nloss "
+                              f"{key[2].replace(', ', chr(10))}\nconstant image:"
                               f"\nSSIM {_fmt(base, 'amp_norm_ssim_baseline', '.2f')} amp, "
                               f"{_fmt(base, 'phase_plane_ssim_baseline', '.2f')} phase",
                               fontsize=7)

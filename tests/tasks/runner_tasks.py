@@ -209,3 +209,17 @@ def arm_hang_task(unit):
         if arm.seed == 1:
             time.sleep(1000)
         yield {"arm_id": arm.arm_id, **_metrics(unit, arm), "worker_pid": os.getpid()}
+
+
+def prior_task(unit):
+    """Like a task fitting with a prior of weight ``realspace_weight``: the held-out NLL is
+    least at weight 0.3 for doses below 1e6 and at 0 above, and so is the error; records the
+    weight the arm's config has (``cfg_realspace_weight``) but not ``realspace_weight``."""
+    for arm in unit.arms:
+        cfg = unit.training_config(arm)
+        best = 0.3 if unit.nphotons < 1e6 else 0.0
+        miss = abs(cfg.realspace_weight - best)
+        yield {"arm_id": arm.arm_id, "holdout_loss": 0.1 + miss + 0.001 * arm.seed,
+               "amp_norm_ssim": 0.9 - miss, "amp_norm_ssim_baseline": 0.3,
+               "amp_frc50_px": 2.0 + 10 * miss, "final_loss": 0.5,
+               "cfg_realspace_weight": cfg.realspace_weight}

@@ -1,0 +1,166 @@
+"""Training settings varied between the arms of one unit (``[arms] realspace_weight = [0,
+0.3]``): expansion and ids, validation, growing a directory, the records, the tables and the
+choice by held-out photons (runner.series)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "tasks"))
+from runner_testlib import sweep_dict, use_tasks, write_sweep  # noqa: E402
+
+import runner  # noqa: E402
+from runner import cli  # noqa: E402
+from runner.outdir import check_output_dir  # noqa: E402
+from runner.paths import OutputPaths  # noqa: E402
+from runner.plots import dose_response_figure  # noqa: E402
+from runner.report import aggregate, chosen_text  # noqa: E402
+from runner.schema import ARM_SETTINGS, PROVENANCE_SETTINGS  # noqa: E402
+from runner.series import CHOSEN, choose_by_holdout  # noqa: E402
+from runner.store import load_results  # noqa: E402
+from runner.sweep import SweepError, load_sweep  # noqa: E402
+from runner.unit import Unit  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _tasks_on_path(monkeypatch):
+    use_tasks(monkeypatch)
+
+
+def _arms(sweep):
+    return {(a.loss, a.seed, dict(a.settings).get("realspace_weight")): a.arm_id
+            for u in load_sweep(sweep).plan() for a in u.arms}
+
+
+def test_every_arm_setting_is_a_recorded_training_setting():
+    assert "realspace_weight" in ARM_SETTINGS
+    assert all(PROVENANCE_SETTINGS[k] == ("training", k) for k in ARM_SETTINGS)
+
+
+def test_a_setting_list_multiplies_the_arms_and_each_keeps_its_fixed_setting_id():
+    varied = load_sweep(sweep_dict(arms={"realspace_weight": [0, 0.3]}, seed=(0, 1)))
+    assert varied.arms_per_unit == 8 and varied.n_arms == 8
+    (unit,) = varied.plan()
+    assert len({a.arm_id for a in unit.arms}) == 8
+    for arm in unit.arms:  # the task trains with the arm's value
+        assert unit.training_config(arm).realspace_weight == dict(arm.settings)[
+            "realspace_weight"]
+        assert Unit.from_dict(unit.to_dict()).arm(arm.arm_id) == arm  # through unit.json
+    ids = _arms(sweep_dict(arms={"realspace_weight": [0, 0.3]}, seed=(0, 1)))
+    plain = _arms(sweep_dict(seed=(0, 1)))  # the default, 0: the same arms
+    fixed = _arms(sweep_dict(seed=(0, 1), training={"realspace_weight": 0.3}))
+    assert {k[:2]: v for k, v in ids.items() if k[2] == 0.0} == {k[:2]: v for k, v in
+                                                                 plain.items()}
+    assert {k[:2]: v for k, v in ids.items() if k[2] == 0.3} == {k[:2]: v for k, v in
+                                                                 fixed.items()}
+    # the text written to the output directory loads back to the same arms
+    assert _arms(load_sweep(varied.to_dict())) == ids
+
+
+@pytest.mark.parametrize("arms, training, key, says", [
+    ({"realspace_weight": [-1]}, {}, "arms.realspace_weight", ">= 0"),
+    ({"realspace_weight": 0.3}, {}, "arms.realspace_weight", "must be a list"),
+    ({"realspace_weight": [0.3]}, {"realspace_weight": 0.1}, "arms.realspace_weight",
+     "also set in [training]"),
+    ({"realspace_weight": [0, 0.0]}, {}, "arms.realspace_weight", "duplicate"),
+    ({"nepochs": [1.5]}, {}, "arms.nepochs", "1.5"),
+    ({"lr_schedule": ["constant"]}, {}, "arms", "lr_schedule"),
+])
+def test_bad_arm_settings_are_named_before_anything_runs(arms, training, key, says):
+    with pytest.raises(SweepError) as exc:
+        load_sweep(sweep_dict(arms=arms, training=training))
+    assert any(p.key.startswith(key) and says in p.text for p in exc.value.problems), \
+        exc.value.errors
+
+
+def test_a_directory_of_one_weight_grows_into_the_weight_axis(tmp_path, capsys):
+    out = tmp_path / "out"
+    runner.run_sweep(sweep_dict(task="runner_tasks:prior_task", loss=("nll",),
+                                training={"realspace_weight": 0.3}), out, progress=False)
+    one = set(load_results(out)["arm_id"])
+    grown = load_sweep(sweep_dict(task="runner_tasks:prior_task", loss=("nll",),
+                                  arms={"realspace_weight": [0, 0.3]}))
+    assert check_output_dir(grown, out) == grown
+    runner.run_sweep(grown, out, progress=False)
+    df = load_results(out)
+    assert len(df) == 2 and one < set(df["arm_id"])  # the 0.3 arm did not run again
+    # the original command still fits the directory, which keeps the axis
+    assert cli.main(["run", str(write_sweep(tmp_path / "one.toml", sweep_dict(
+        task="runner_tasks:prior_task", loss=("nll",), training={"realspace_weight": 0.3}))),
+        "--out", str(out), "--no-progress"]) == 0
+    assert dict(load_sweep(OutputPaths(out).sweep_toml).arm_settings) == {
+        "realspace_weight": (0.0, 0.3)}
+    # a sweep fixing another weight joins the axis
+    other = write_sweep(tmp_path / "other.toml", sweep_dict(
+        task="runner_tasks:prior_task", loss=("nll",), training={"realspace_weight": 1.0}))
+    assert cli.main(["run", str(other), "--out", str(out), "--no-progress"]) == 0
+    assert sorted(load_results(out)["realspace_weight"]) == [0.0, 0.3, 1.0]
+    assert dict(load_sweep(OutputPaths(out).sweep_toml).arm_settings) == {
+        "realspace_weight": (0.0, 0.3, 1.0)}
+    # where no sweep lists it, another fixed weight is refused, saying how to run it beside
+    fresh = tmp_path / "fresh"
+    runner.run_sweep(sweep_dict(task="runner_tasks:prior_task", loss=("nll",)), fresh,
+                     progress=False)
+    capsys.readouterr()
+    assert cli.main(["run", str(other), "--out", str(fresh)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "training.realspace_weight = 1.0 here but 0.0 there" in err[0]
+    assert "arms.realspace_weight = [...]" in err[0]
+
+
+@pytest.fixture(scope="module")
+def prior_study(tmp_path_factory):
+    out = tmp_path_factory.mktemp("prior") / "out"
+    with pytest.MonkeyPatch.context() as m:
+        use_tasks(m)
+        runner.run_sweep(sweep_dict(task="runner_tasks:prior_task", loss=("nll", "mae"),
+                                    nphotons=(1e4, 1e8), seed=(0, 1),
+                                    arms={"realspace_weight": [0, 0.1, 0.3]}),
+                         out, progress=False)
+    return out
+
+
+def test_each_record_names_the_weight_its_arm_trained_with(prior_study):
+    df = load_results(prior_study)
+    assert len(df) == 24 and set(df["status"]) == {"ok"}
+    assert (df["realspace_weight"] == df["cfg_realspace_weight"]).all()
+    assert sorted(set(df["realspace_weight"])) == [0.0, 0.1, 0.3]
+
+
+def test_the_tables_keep_the_weights_apart(prior_study):
+    long, pivots = aggregate(load_results(prior_study))
+    ssim = pivots["amp_norm_ssim"]
+    assert list(ssim.index.names) == ["N", "gridsize", "loss", "realspace_weight"]
+    assert ssim.loc[(16, 1, "nll", 0.3), 1e4] == pytest.approx(0.9)
+    assert ssim.loc[(16, 1, "nll", 0.0), 1e4] == pytest.approx(0.6)
+    assert "realspace_weight" in long.columns and len(long) > 0
+
+
+def test_the_held_out_photons_choose_the_weight_per_dose(prior_study):
+    df = load_results(prior_study)
+    chosen = choose_by_holdout(df)
+    assert len(chosen) == 8  # loss x seed x dose
+    picked = chosen.groupby("nphotons")["realspace_weight"].agg(set).to_dict()
+    assert picked == {1e4: {0.3}, 1e8: {0.0}}
+    assert set(chosen["series"]) == {f"nll, {CHOSEN}", f"mae, {CHOSEN}"}
+    text = chosen_text(df)
+    assert text.startswith("chosen by held-out NLL (realspace_weight")
+    assert "0.3/0.3" in text and "0/0" in text  # one value per seed
+    # without a varied setting there is nothing to choose
+    assert not len(choose_by_holdout(df[df["realspace_weight"] == 0.3]))
+    assert chosen_text(df[df["realspace_weight"] == 0.3]) == ""
+
+
+def test_the_figure_draws_a_line_per_weight_and_the_choice(prior_study, capsys):
+    fig = dose_response_figure(load_results(prior_study))
+    labels = [t.get_text() for lg in list(fig.legends) + [ax.get_legend() for ax in fig.axes
+                                                          if ax.get_legend()]
+              for t in lg.get_texts()]
+    for w in ("0", "0.1", "0.3"):
+        assert f"loss: nll, realspace_weight {w}" in labels
+    assert sum(CHOSEN in label for label in labels) == 2
+    assert cli.main(["aggregate", str(prior_study)]) == 0
+    assert "chosen by held-out NLL" in capsys.readouterr().out
