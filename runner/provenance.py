@@ -30,7 +30,7 @@ from typing import Any
 from .schema import PROVENANCE_SETTINGS
 
 __all__ = ["utc_now", "process_provenance", "cpu_model", "git_commit", "training_settings",
-           "arm_provenance", "PACKAGE"]
+           "arm_provenance", "planned_settings", "PACKAGE"]
 
 #: Distribution name whose version is recorded.
 PACKAGE = "ptycho-sweep"
@@ -136,3 +136,17 @@ def arm_provenance(unit: Any, started_at: str | None, ended_at: str | None,
     return {"started_at": started_at or "", "ended_at": ended_at or "",
             **process_provenance(), "tensorflow_version": tensorflow_version(),
             **training_settings(unit, arm)}
+
+
+def planned_settings(sweep_toml: Any) -> dict[str, dict[str, Any]]:
+    """``arm_id -> training_settings`` of every arm the sweep file ``sweep_toml`` (an output
+    directory's record of what ran there) plans; ``{}`` when it is missing or no longer
+    valid. It completes records written before a setting was recorded: the sweep says which
+    value each of its arms trained with (an arm's id hashes it)."""
+    from .sweep import SweepError, load_sweep
+
+    try:
+        sweep = load_sweep(sweep_toml, check_task=False)
+    except (SweepError, OSError):
+        return {}
+    return {a.arm_id: training_settings(u, a) for u in sweep.plan() for a in u.arms}

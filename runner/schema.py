@@ -90,8 +90,9 @@ DTYPES: dict[str, str] = {**IDENTITY, **OUTCOME, **RESOURCES, **PROVENANCE, **PL
 #: Leading columns of every results table, in this order; a table has them even when no record
 #: does (a custom task's table carries no empty METRICS columns: those lead only when present).
 COLUMNS = (*IDENTITY, "status", "error", *RESOURCES, *PROVENANCE)
-#: Columns copied from an arm's record onto each of its history rows.
-HISTORY_IDENTITY = tuple(k for k in IDENTITY if k != "unit_id")
+#: Columns copied from an arm's record onto each of its history rows: which arm, and the
+#: settings that may tell arms of one unit apart.
+HISTORY_IDENTITY = (*(k for k in IDENTITY if k != "unit_id"), *ARM_SETTINGS)
 
 
 def table_dtype(column: str) -> Any:

@@ -33,8 +33,9 @@ def _default(key: str) -> Any:
 
 
 def _filled(df, key: str):
-    """Column ``key`` with records that lack it (written before it was a column) at the
-    setting's default, which is what they ran with when the setting did not exist yet."""
+    """Column ``key``, a row without a value at the setting's default. A directory's table
+    has them all (:func:`runner.store.load_results` takes what a record lacks from the
+    ``sweep.toml`` that planned it); the default is the fallback for tables from elsewhere."""
     import pandas as pd
 
     if key not in df:
@@ -79,8 +80,9 @@ def with_series(df) -> tuple[Any, list[str]]:
 def choose_by_holdout(df, varied: list[str] | None = None):
     """The ``ok`` arms with the least ``holdout_loss`` per ``N`` / gridsize / dose / loss /
     seed over the values of the ``varied`` settings (default :func:`varied_settings`), their
-    ``series`` set to ``"<loss>, chosen by held-out NLL"``. Empty when nothing varies or no
-    arm has a ``holdout_loss``."""
+    ``series`` set to ``"<loss>, chosen by held-out NLL"``. A point with one ``ok`` arm, or one
+    without a ``holdout_loss``, has no choice (not one among the others). Empty when nothing
+    varies or no arm has a ``holdout_loss``."""
     import pandas as pd
 
     table, found = with_series(df)
@@ -88,10 +90,11 @@ def choose_by_holdout(df, varied: list[str] | None = None):
     if not varied or "holdout_loss" not in table:
         return table.iloc[0:0]
     ok = table[table["status"] == "ok"] if "status" in table else table
+    keys = ["N", "gridsize", "nphotons", "loss", "seed"]
     ok = ok.assign(holdout_loss=pd.to_numeric(ok["holdout_loss"], errors="coerce"))
-    ok = ok[ok["holdout_loss"].notna()]
+    ok = ok[ok.groupby(keys)["holdout_loss"].transform(lambda v: len(v) > 1
+                                                         and v.notna().all())]
     if not len(ok):
         return ok
-    keys = ["N", "gridsize", "nphotons", "loss", "seed"]
     best = ok.loc[ok.groupby(keys)["holdout_loss"].idxmin()]
     return best.assign(series=best["loss"].astype(str) + ", " + CHOSEN)

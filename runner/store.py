@@ -39,6 +39,7 @@ from .schema import (
     IDENTITY,
     METRICS,
     PROVENANCE,
+    PROVENANCE_SETTINGS,
     STATUSES,
     table_dtype,
 )
@@ -57,6 +58,7 @@ __all__ = [
     "read_record",
     "read_records",
     "records_frame",
+    "complete_records",
     "consolidate",
     "history_frame",
     "load_results",
@@ -252,6 +254,38 @@ def _cast(df):
     return df
 
 
+def _held_out_at_best(rec: Mapping[str, Any]) -> dict[str, Any]:
+    """``{"holdout_loss": ...}`` from the history's epoch ``best_epoch`` (the weights scored)
+    for a record written before ``holdout_loss`` was a column; ``{}`` when it has one or
+    cannot say."""
+    if rec.get("holdout_loss") is not None or not isinstance(rec.get(HISTORY_KEY), list):
+        return {}
+    best = [e.get("holdout_loss") for e in rec[HISTORY_KEY]
+            if isinstance(e, Mapping) and e.get("epoch") == rec.get("best_epoch")]
+    return {"holdout_loss": best[0]} if best and best[0] is not None else {}
+
+
+def complete_records(paths: OutputPaths, records: Mapping[str, Mapping[str, Any]]) -> dict:
+    """``records`` completed where they predate a column: the training settings
+    (:data:`PROVENANCE_SETTINGS`) from the directory's ``sweep.toml``, which planned each arm
+    with them (:func:`runner.provenance.planned_settings`), and ``holdout_loss`` from the
+    record's own history. A recorded value always stays."""
+    from .provenance import planned_settings
+
+    planned = None
+    out = {}
+    for arm_id, rec in records.items():
+        fill = _held_out_at_best(rec)
+        if any(rec.get(k) is None for k in PROVENANCE_SETTINGS):
+            if planned is None:
+                planned = planned_settings(paths.sweep_toml) if paths.sweep_toml.is_file() \
+                    else {}
+            fill |= {k: v for k, v in planned.get(arm_id, {}).items()
+                     if v is not None and rec.get(k) is None}
+        out[arm_id] = {**rec, **fill} if fill else rec
+    return out
+
+
 def records_frame(records: Iterable[Mapping[str, Any]]):
     """A DataFrame of ``records``: :data:`COLUMNS` first (missing values as NA), the declared
     metrics present, then the other keys sorted; every declared column with its fixed dtype
@@ -316,6 +350,7 @@ def consolidate(paths: OutputPaths, records: Mapping[str, Mapping[str, Any]] | N
     the table. ``records`` (arm_id -> record) avoids re-reading every file when given."""
     if records is None:
         records = read_records(paths)
+    records = complete_records(paths, records)
     df = records_frame(records.values())
     history = history_frame(records.values())
     files = [(paths.metrics_parquet, _parquet_bytes(df)),
@@ -360,7 +395,7 @@ def load_results(out_dir: str | Path):
     if not paths.root.is_dir():
         raise FileNotFoundError(f"{paths.root}: no such directory")
     if paths.records_dir.is_dir():
-        return records_frame(read_records(paths).values())
+        return records_frame(complete_records(paths, read_records(paths)).values())
     if paths.metrics_parquet.is_file():
         return pd.read_parquet(paths.metrics_parquet)
     raise FileNotFoundError(f"{paths.root}: no records/ and no metrics.parquet; not a sweep output")

@@ -164,3 +164,47 @@ def test_the_figure_draws_a_line_per_weight_and_the_choice(prior_study, capsys):
     assert sum(CHOSEN in label for label in labels) == 2
     assert cli.main(["aggregate", str(prior_study)]) == 0
     assert "chosen by held-out NLL" in capsys.readouterr().out
+
+
+def test_records_older_than_a_column_are_completed_never_overwritten(prior_study, tmp_path):
+    """A record written before ``realspace_weight`` and ``holdout_loss`` were columns: the
+    table takes the setting from the directory's sweep.toml (which planned the arm with it)
+    and the held-out NLL from the record's own history at ``best_epoch``."""
+    import json
+    import shutil
+
+    from runner.store import complete_records, read_records
+
+    out = tmp_path / "old"
+    shutil.copytree(prior_study, out)
+    paths = OutputPaths(out)
+    for f in paths.records_dir.glob("*.json"):
+        rec = json.loads(f.read_text())
+        rec.pop("realspace_weight")
+        f.write_text(json.dumps(rec))
+    for f in (paths.metrics_parquet, paths.metrics_csv):
+        f.unlink()
+    df = load_results(out)
+    assert (df["realspace_weight"] == df["cfg_realspace_weight"]).all()
+    # the held-out NLL of the scored epoch, from the history; a recorded value stays
+    rec = {"arm_id": "x", "best_epoch": 2, "realspace_weight": 0.5,
+           "history": [{"epoch": 1, "holdout_loss": 0.3}, {"epoch": 2, "holdout_loss": 0.2},
+                       {"epoch": 3, "holdout_loss": 0.25}]}
+    done = complete_records(paths, {"x": rec})["x"]
+    assert done["holdout_loss"] == 0.2 and done["realspace_weight"] == 0.5
+    assert complete_records(paths, {"x": {**rec, "holdout_loss": 0.9}})["x"][
+        "holdout_loss"] == 0.9
+    assert read_records(paths)  # the files themselves are not rewritten
+    assert all("realspace_weight" not in json.loads(f.read_text())
+               for f in paths.records_dir.glob("*.json"))
+
+
+def test_a_choice_needs_two_candidates_each_with_a_held_out_nll(prior_study):
+    df = load_results(prior_study)
+    gap = df.index[(df["nphotons"] == 1e4) & (df["realspace_weight"] == 0.1)
+                   & (df["loss"] == "nll") & (df["seed"] == 0)]
+    chosen = choose_by_holdout(df.assign(holdout_loss=df["holdout_loss"].mask(
+        df.index.isin(gap))))
+    assert len(chosen) == 7  # that point has no choice, not one among the other weights
+    one = df[(df["realspace_weight"] == 0.3) | (df["nphotons"] == 1e4)]
+    assert set(choose_by_holdout(one)["nphotons"]) == {1e4}

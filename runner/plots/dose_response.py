@@ -33,7 +33,7 @@ _MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 _BASELINE_STYLE = "--"
 _DOSE_LABEL = "dose (photons per pattern)"
 _KEY = ["N", "gridsize", "series"]
-_CHOSEN_STYLE = dict(linewidth=5, alpha=0.3)
+_CHOSEN_STYLE = dict(linewidth=6, alpha=0.3, marker="o", markersize=13)
 
 
 def _point_stats(df, metric: str):

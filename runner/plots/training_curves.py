@@ -7,26 +7,33 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..paths import OutputPaths
+from ..series import with_series
 from .common import _caption, _figure, _has, _legend, _log_y, _names, _numeric
 
 __all__ = ["load_history", "plot_training_curves", "training_curves_figure"]
 
 
+#: Line styles of the held-out row, one per series; never "--", the validation loss's.
+_HELD_STYLES = ("-", ":", "-.", (0, (5, 1, 1, 1, 1, 1)), (0, (1, 3)), (0, (8, 2, 1, 2)))
+
+
 def load_history(out_dir: str | Path):
-    """The per-epoch history of a sweep output: ``history.parquet``, else ``history.csv``, else
-    rebuilt from the records (None if there is none)."""
+    """The per-epoch history of a sweep output: built from its records (the source of truth,
+    completed like :func:`runner.store.load_results`) when they hold one, else
+    ``history.parquet``, else ``history.csv`` (None if there is none)."""
     import pandas as pd
 
-    from ..store import history_frame, read_records
+    from ..store import complete_records, history_frame, read_records
 
     paths = OutputPaths(out_dir)
+    if paths.records_dir.is_dir():
+        df = history_frame(complete_records(paths, read_records(paths)).values())
+        if len(df):
+            return df
     if paths.history_parquet.is_file():
         return pd.read_parquet(paths.history_parquet)
     if paths.history_csv.is_file():
         return pd.read_csv(paths.history_csv)
-    if paths.records_dir.is_dir():
-        df = history_frame(read_records(paths).values())
-        return df if len(df) else None
     return None
 
 
@@ -46,8 +53,8 @@ def training_curves_figure(out_dir: str | Path):
     panel per loss (rows: its units differ) and N / gridsize (columns), colour by dose, every
     seed drawn. With held-out photons (``training.holdout``: a ``holdout_loss`` column), a last
     row shows their Poisson NLL for every loss (one unit: comparable across losses, one line
-    style per loss) with a dot at each arm's minimum, the epoch it was scored at. None without
-    a history."""
+    style per series: loss and varied settings) with a dot at each arm's minimum, the epoch it
+    was scored at. None without a history."""
     import matplotlib as mpl
     from matplotlib.lines import Line2D
 
@@ -56,7 +63,9 @@ def training_curves_figure(out_dir: str | Path):
     if hist is None or not len(hist) or "train_loss" not in hist:
         return None
     hist = _numeric(hist, ["train_loss", "val_loss", "holdout_loss", "epoch", "nphotons"])
+    hist, _ = with_series(hist)
     losses = sorted({str(v) for v in hist["loss"].dropna()})
+    names = sorted({str(v) for v in hist["series"].dropna()})
     configs = sorted({(int(n), int(g)) for n, g in zip(hist["N"], hist["gridsize"],
                                                        strict=True)})
     doses = sorted(hist["nphotons"].dropna().unique())
@@ -71,7 +80,7 @@ def training_curves_figure(out_dir: str | Path):
         for j, (n, g) in enumerate(configs):
             ax = axes[i, j]
             sel = hist[(hist["loss"] == loss) & (hist["N"] == n) & (hist["gridsize"] == g)]
-            for (p, _seed), arm in sel.groupby(["nphotons", "seed"]):
+            for (p, _series, _seed), arm in sel.groupby(["nphotons", "series", "seed"]):
                 arm = arm.sort_values("epoch")
                 ax.plot(arm["epoch"], arm["train_loss"], color=colours[p], linewidth=1.3)
                 if has_val:
@@ -88,9 +97,8 @@ def training_curves_figure(out_dir: str | Path):
             if not len(sel):
                 ax.text(0.5, 0.5, "no history", ha="center", va="center",
                         transform=ax.transAxes, color="0.4")
-    # never "--": the validation loss's style in the rows above
-    styles = {loss: ("-", ":", "-.", (0, (5, 1, 1, 1, 1, 1)))[k % 4]
-              for k, loss in enumerate(losses)}
+    styles = {name: _HELD_STYLES[k % len(_HELD_STYLES)]
+              for k, name in enumerate(names)}
     if has_held:
         for j, (n, g) in enumerate(configs):
             _held_out_panel(axes[-1, j], hist[(hist["N"] == n) & (hist["gridsize"] == g)],
@@ -103,9 +111,9 @@ def training_curves_figure(out_dir: str | Path):
         handles.append(Line2D([], [], color="0.2", linestyle="--"))
         labels.append("validation loss\n(the test scan)")
     if has_held:
-        for loss in losses:
-            handles.append(Line2D([], [], color="0.2", linestyle=styles[loss]))
-            labels.append(f"held-out photons, {loss}")
+        for name in names:
+            handles.append(Line2D([], [], color="0.2", linestyle=styles[name]))
+            labels.append(f"held-out photons, {name}")
         handles.append(Line2D([], [], color="0.2", marker="o", linestyle=""))
         labels.append("epoch scored (minimum)")
     _legend(fig, handles, labels)
@@ -117,12 +125,13 @@ def training_curves_figure(out_dir: str | Path):
 
 def _held_out_panel(ax, sel, colours, styles, first: bool) -> None:
     """Held-out Poisson NLL against epoch for the arms of one N / gridsize: colour by dose,
-    line style by loss, a dot at each arm's minimum (the weights it was scored with)."""
+    line style by series (loss and varied settings), a dot at each arm's minimum (the weights
+    it was scored with)."""
     sel = sel[sel["holdout_loss"].notna()]
-    for (p, loss, _seed), arm in sel.groupby(["nphotons", "loss", "seed"]):
+    for (p, name, _seed), arm in sel.groupby(["nphotons", "series", "seed"]):
         arm = arm.sort_values("epoch")
         ax.plot(arm["epoch"], arm["holdout_loss"], color=colours[p], linewidth=1.1,
-                linestyle=styles[loss])
+                linestyle=styles[name])
         best = arm.loc[arm["holdout_loss"].idxmin()]
         ax.plot([best["epoch"]], [best["holdout_loss"]], "o", color=colours[p], markersize=4)
     if len(sel) and (sel["holdout_loss"] > 0).all():
