@@ -17,6 +17,13 @@ arrays of an arm's artifact: ``amplitude``, ``phase``, ``true_amplitude``, ``tru
 ``<arm>_<mode>.png`` (truth and reconstruction, amplitude and phase), to look at.
 
 ``KEY=VALUE`` overrides the sweep file as on ``ptycho-sweep run`` (``'arms.loss=["mae"]'``).
+
+With ``training.holdout`` (photons held out of the fit, :mod:`ptycho.holdout`) both scans are
+scored as the default task sees them (the kept part of their counts), each scoring row also
+has the epoch's held-out NLL, and the summary adds what the stopping rule picks against what
+the truth would: ``held_epoch`` and ``held_ssim`` (the epoch of least held-out NLL, whose
+weights the task scores), ``max_ssim`` and ``max_epoch`` (the best of the scorings every
+``--every`` epochs). Is the held-out minimum the best image?
 """
 
 from __future__ import annotations
@@ -62,10 +69,11 @@ def score_every(every: int, scans: dict, nepochs: int):
             done = epoch + 1
             if done % every and done != nepochs:
                 return
+            held = (logs or {}).get("holdout_loss")  # logged by the stopper, which runs first
             for mode, data in scans.items():
                 metrics, self.arrays[mode] = score(self.model, data)
                 self.rows.append({"epoch": done, "train_min": self.train_s / 60, "mode": mode,
-                                  **metrics})
+                                  **metrics, **({"holdout_loss": held} if held else {})})
 
     return ScoreEvery()
 
@@ -97,8 +105,10 @@ def save(out: Path, stem: str, mode: str, metrics: dict, arrays: dict) -> None:
 
 def run(sweep: Sweep, every: int, threads: int, save_dir: Path | None = None) -> pd.DataFrame:
     limit_threads(threads)
+    from experiments.dose_response import score
     from ptycho import model as model_lib
     from ptycho import train_pinn
+    from ptycho.holdout import split_counts
     from ptycho.simulation import simulate_unit
 
     rows = []
@@ -109,13 +119,21 @@ def run(sweep: Sweep, every: int, threads: int, save_dir: Path | None = None) ->
         for arm in unit.arms:
             training = unit.training_config(arm)
             model_lib.reset_weights(models.autoencoder, training.seed)
-            cb = score_every(every, {"same": train, "new": test}, training.nepochs)
-            train_pinn.train(train, model_instance=models.autoencoder, training=training,
-                             callbacks=[cb])
-            for r in cb.rows:
-                rows.append({"N": unit.N, "gridsize": unit.gridsize, "nphotons": unit.nphotons,
-                             "loss": arm.loss, "seed": arm.seed, **r})
-            last = rows[-1]
+            scans = {"same": train, "new": test}
+            if training.holdout:  # as train() fits and the default task scores them
+                scans = {"same": split_counts(train, training.holdout, training.seed)[0],
+                         "new": train_pinn.seen_as_fitted(test, training)}
+            cb = score_every(every, scans, training.nepochs)
+            result = train_pinn.train(train, model_instance=models.autoencoder,
+                                      training=training, callbacks=[cb])
+            ident = {"N": unit.N, "gridsize": unit.gridsize, "nphotons": unit.nphotons,
+                     "loss": arm.loss, "seed": arm.seed}
+            rows += [{**ident, **r} for r in cb.rows]
+            if result.best_epoch is not None:  # the weights restored: the task's score
+                for mode, data in scans.items():
+                    rows.append({**ident, "epoch": result.best_epoch, "mode": mode,
+                                 "held_choice": True, **score(models.autoencoder, data)[0]})
+            last = [r for r in rows if not r.get("held_choice")][-1]
             if save_dir is not None:
                 stem = (f"N{unit.N}_g{unit.gridsize}_p{unit.nphotons:.0e}_{arm.loss}_"
                         f"s{arm.seed}")
@@ -130,15 +148,25 @@ def run(sweep: Sweep, every: int, threads: int, save_dir: Path | None = None) ->
 def summary(df: pd.DataFrame, target: float) -> pd.DataFrame:
     keys = ["N", "gridsize", "nphotons", "loss", "seed", "mode"]
     out = []
+    if "held_choice" not in df:
+        df = df.assign(held_choice=False)
     for key, grp in df.groupby(keys, sort=True):
-        grp = grp.sort_values("epoch")
+        held = grp[grp["held_choice"].fillna(False).astype(bool)]
+        grp = grp[~grp.index.isin(held.index)].sort_values("epoch")
         last = grp.iloc[-1]
         hit = grp[grp["amp_norm_ssim"] >= target]
-        out.append({**dict(zip(keys, key, strict=True)), "epochs": int(last["epoch"]),
-                    "train_min": round(last["train_min"], 1),
-                    **{c: round(float(last[c]), 3) for c in COLUMNS},
-                    f"min_to_{target}": round(float(hit["train_min"].iloc[0]), 1)
-                    if len(hit) else "-"})
+        row = {**dict(zip(keys, key, strict=True)), "epochs": int(last["epoch"]),
+               "train_min": round(last["train_min"], 1),
+               **{c: round(float(last[c]), 3) for c in COLUMNS},
+               f"min_to_{target}": round(float(hit["train_min"].iloc[0]), 1)
+               if len(hit) else "-"}
+        if len(held):
+            best = grp.loc[grp["amp_norm_ssim"].idxmax()]
+            row |= {"held_epoch": int(held["epoch"].iloc[0]),
+                    "held_ssim": round(float(held["amp_norm_ssim"].iloc[0]), 3),
+                    "max_ssim": round(float(best["amp_norm_ssim"]), 3),
+                    "max_epoch": int(best["epoch"])}
+        out.append(row)
     table = pd.DataFrame(out)
     if len(table):
         table["nphotons"] = [f"{p:.0e}" for p in table["nphotons"]]
@@ -155,12 +183,6 @@ def main() -> None:
                     help="write each arm's final reconstructions (.npz and .png) here")
     args = ap.parse_intermixed_args()  # overrides before or after the options
     sweep = load_or_exit(args, "quality.py")  # before TensorFlow loads, as ptycho-sweep
-    if sweep.training.get("holdout"):  # it scores the full scans every few epochs
-        print(f"quality.py: error: {sweep.source}: training.holdout = "
-              f"{sweep.training['holdout']} is not supported here (scores are of the full "
-              f"scans, every --every epochs); run the sweep with ptycho-sweep instead",
-              file=sys.stderr)
-        sys.exit(2)
     df = run(sweep, args.every, args.threads, args.save)
     if args.csv:
         df.to_csv(args.csv, index=False)

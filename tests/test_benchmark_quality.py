@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -66,6 +67,34 @@ def test_quality_benchmark_prints_both_modes_and_applies_overrides(tmp_path):
         assert Path(f"{stem}_{mode}.png").stat().st_size > 1000
 
 
+def test_with_held_out_photons_it_sets_the_rules_choice_beside_the_best_scoring(tmp_path):
+    """With training.holdout every scoring row has its epoch's held-out NLL, and the summary
+    names the epoch the rule picks, its SSIM (the weights restored) and the best scoring's."""
+    sweep = tmp_path / "tiny.toml"
+    sweep.write_text(TINY)
+    csv = tmp_path / "every.csv"
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "quality.py"), str(sweep),
+         "training.nepochs=4", "training.holdout=0.1", "grid.gridsize=[1]", "--every", "1",
+         "--threads", "1", "--csv", str(csv)],
+        capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    every = pd.read_csv(csv)
+    scored = every[every["held_choice"] != True]  # noqa: E712 - NaN on the epoch rows
+    assert sorted(scored["epoch"].unique()) == [1, 2, 3, 4]
+    assert scored["holdout_loss"].notna().all()
+    held = every[every["held_choice"] == True]  # noqa: E712
+    assert sorted(held["mode"]) == ["new", "same"]
+    # the restored weights are the epoch of least held-out NLL, and score as that epoch did
+    best = scored.loc[scored["holdout_loss"].idxmin()]
+    assert (held["epoch"] == best["epoch"]).all()
+    same = scored[(scored["mode"] == "same") & (scored["epoch"] == best["epoch"])]
+    assert float(held[held["mode"] == "same"]["amp_norm_ssim"].iloc[0]) == pytest.approx(
+        float(same["amp_norm_ssim"].iloc[0]), abs=1e-6)
+    header = next(line for line in out.stdout.splitlines() if "held_epoch" in line)
+    assert "held_ssim" in header and "max_ssim" in header and "max_epoch" in header
+
+
 def test_quality_benchmark_rejects_bad_input_before_loading_tensorflow(tmp_path):
     """A bad sweep file or override gets one line naming the file and key, exit 2, and no
     TensorFlow start-up (nor does --help)."""
@@ -73,14 +102,14 @@ def test_quality_benchmark_rejects_bad_input_before_loading_tensorflow(tmp_path)
     sweep.write_text(TINY)
     script = str(ROOT / "benchmarks" / "quality.py")
     for args in ([str(sweep), "grid.N=[7]"], [str(tmp_path / "missing.toml")],
-                 [str(sweep), "training.holdout=0.1"]):
+                 [str(sweep), "training.holdout=1.5"]):
         out = subprocess.run([sys.executable, script, *args], capture_output=True, text=True,
                              cwd=ROOT, timeout=60)
         assert out.returncode == 2, out.stderr
         lines = out.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("quality.py: error: "), out.stderr
         expected = ("missing.toml" if "missing" in args[0] else
-                    "training.holdout = 0.1" if "holdout" in args[-1] else "grid.N = 7")
+                    "training.holdout = 1.5" if "holdout" in args[-1] else "grid.N = 7")
         assert expected in lines[0], lines[0]
     probe = ("import sys; sys.argv = ['quality.py', '--help']; sys.path.insert(0, 'benchmarks')\n"
              "import quality\n"
