@@ -41,6 +41,7 @@ import pandas as pd  # noqa: E402
 from _args import add_threads, limit_threads, load_or_exit, sweep_parser  # noqa: E402
 
 from runner.plan import Sweep  # noqa: E402
+from runner.schema import ARM_SETTINGS  # noqa: E402
 
 COLUMNS = ["amp_norm_ssim", "amp_norm_ssim_baseline", "amp_norm_psnr", "amp_norm_psnr_baseline",
            "amp_frc50_px", "phase_plane_ssim", "phase_plane_ssim_baseline", "amp_ssim"]
@@ -127,7 +128,7 @@ def run(sweep: Sweep, every: int, threads: int, save_dir: Path | None = None) ->
             result = train_pinn.train(train, model_instance=models.autoencoder,
                                       training=training, callbacks=[cb])
             ident = {"N": unit.N, "gridsize": unit.gridsize, "nphotons": unit.nphotons,
-                     "loss": arm.loss, "seed": arm.seed}
+                     "loss": arm.loss, "seed": arm.seed, **dict(arm.settings)}
             rows += [{**ident, **r} for r in cb.rows]
             if result.best_epoch is not None:  # the weights restored: the task's score
                 for mode, data in scans.items():
@@ -136,7 +137,7 @@ def run(sweep: Sweep, every: int, threads: int, save_dir: Path | None = None) ->
             last = [r for r in rows if not r.get("held_choice")][-1]
             if save_dir is not None:
                 stem = (f"N{unit.N}_g{unit.gridsize}_p{unit.nphotons:.0e}_{arm.loss}_"
-                        f"s{arm.seed}")
+                        f"s{arm.seed}" + "".join(f"_{k}{v:g}" for k, v in arm.settings))
                 for mode, arrays in cb.arrays.items():
                     metrics = next(r for r in reversed(cb.rows) if r["mode"] == mode)
                     save(save_dir, stem, mode, metrics, arrays)
@@ -146,7 +147,8 @@ def run(sweep: Sweep, every: int, threads: int, save_dir: Path | None = None) ->
 
 
 def summary(df: pd.DataFrame, target: float) -> pd.DataFrame:
-    keys = ["N", "gridsize", "nphotons", "loss", "seed", "mode"]
+    keys = ["N", "gridsize", "nphotons", "loss", "seed",
+            *(k for k in ARM_SETTINGS if k in df), "mode"]  # [arms] lists of settings
     out = []
     if "held_choice" not in df:
         df = df.assign(held_choice=False)

@@ -75,11 +75,14 @@ def test_with_held_out_photons_it_sets_the_rules_choice_beside_the_best_scoring(
     csv = tmp_path / "every.csv"
     out = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "quality.py"), str(sweep),
-         "training.nepochs=4", "training.holdout=0.1", "grid.gridsize=[1]", "--every", "1",
+         "training.nepochs=4", "training.holdout=0.1", "grid.gridsize=[1]",
+         "arms.realspace_weight=[0, 0.3]", "--every", "1",
          "--threads", "1", "--csv", str(csv)],
         capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     every = pd.read_csv(csv)
+    assert set(every["realspace_weight"]) == {0.0, 0.3}  # an [arms] list: one arm per value
+    every = every[every["realspace_weight"] == 0.3]
     scored = every[every["held_choice"] != True]  # noqa: E712 - NaN on the epoch rows
     assert sorted(scored["epoch"].unique()) == [1, 2, 3, 4]
     assert scored["holdout_loss"].notna().all()
@@ -93,6 +96,8 @@ def test_with_held_out_photons_it_sets_the_rules_choice_beside_the_best_scoring(
         float(same["amp_norm_ssim"].iloc[0]), abs=1e-6)
     header = next(line for line in out.stdout.splitlines() if "held_epoch" in line)
     assert "held_ssim" in header and "max_ssim" in header and "max_epoch" in header
+    assert "realspace_weight" in header
+    assert sum(" same " in line or " new " in line for line in out.stdout.splitlines()) == 4
 
 
 def test_quality_benchmark_rejects_bad_input_before_loading_tensorflow(tmp_path):
