@@ -13,6 +13,7 @@ from runner_testlib import run_cli, sweep_dict, write_sweep  # noqa: E402
 
 import runner  # noqa: E402
 from runner.paths import OutputPaths  # noqa: E402
+from runner.schema import ARM_SETTINGS  # noqa: E402
 
 
 def test_default_task_records_scores_baselines_and_history(tmp_path):
@@ -46,8 +47,11 @@ def test_default_task_records_scores_baselines_and_history(tmp_path):
     paths = OutputPaths(out)
     hist = pd.read_parquet(paths.history_parquet)
     assert len(hist) == 2 * 3
-    assert list(hist.columns[:8]) == ["sweep", "arm_id", "N", "gridsize", "nphotons", "loss",
-                                      "seed", "epoch"]
+    # which arm, the settings that may tell arms of one unit apart, then the epoch
+    lead = ["sweep", "arm_id", "N", "gridsize", "nphotons", "loss", "seed", *ARM_SETTINGS,
+            "epoch"]
+    assert list(hist.columns[:len(lead)]) == lead
+    assert (hist["realspace_weight"] == 0.0).all() and (hist["nepochs"] == 3).all()
     for arm_id, grp in hist.groupby("arm_id"):
         assert list(grp["epoch"]) == [1, 2, 3]
         assert grp["lr"].is_monotonic_decreasing and grp["lr"].iloc[0] > grp["lr"].iloc[-1]
