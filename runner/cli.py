@@ -50,8 +50,9 @@ _MAIN_EPILOG = f"""typical session:
 
 _RUN_DESCRIPTION = """\
 Run a sweep file: one fresh worker process per (N, gridsize, nphotons) unit, which runs
-the unit's arms (loss x seed). Every arm is recorded in OUT/records/ the moment it ends,
-and OUT/metrics.parquet (and .csv) gather them into one table.
+the unit's arms (loss x seed x the settings listed in [arms]). Every arm is recorded in
+OUT/records/ the moment it ends, and OUT/metrics.parquet (and .csv) gather them into one
+table.
 
 Running again into the same directory resumes: arms already ok are skipped, the others
 are retried (--force reruns everything). Progress: a bar on a terminal, otherwise one log

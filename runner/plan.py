@@ -2,13 +2,14 @@
 
 Build a :class:`Sweep` with :func:`runner.sweep.load_sweep` (which validates everything);
 :meth:`Sweep.plan` expands it into :class:`~runner.unit.Unit` s, one per ``(N, gridsize,
-nphotons)``, each with its arms (loss x seed): the type a task receives, so every fact about a
-unit is spelled once.
+nphotons)``, each with its arms (loss x seed x the settings ``[arms]`` lists): the type a task
+receives, so every fact about a unit is spelled once.
 
 Ids: an arm's id is the first 12 hex digits of the SHA-256 of the canonical JSON of its fully
 resolved configuration (task, N, gridsize, nphotons, loss, seed and the full model, simulation
 and per-arm training dicts); a unit's id is a readable slug plus 8 hex digits of the hash of the
-configuration its arms share, without the fields each arm sets itself (loss, seed), e.g.
+configuration its arms share, without the fields each arm sets itself (loss, seed, the
+settings ``[arms]`` lists), e.g.
 ``N64_g2_p1e+04_3f2a9c1b``. The same file always gives the same ids; changing any setting that
 reaches the task changes them. An option added to a config after studies were run
 (``ptycho.config_base.added_option``) is left out at its neutral value, so adding an option does
