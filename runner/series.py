@@ -80,9 +80,10 @@ def with_series(df) -> tuple[Any, list[str]]:
 def choose_by_holdout(df, varied: list[str] | None = None):
     """The ``ok`` arms with the least ``holdout_loss`` per ``N`` / gridsize / dose / loss /
     seed over the values of the ``varied`` settings (default :func:`varied_settings`), their
-    ``series`` set to ``"<loss>, chosen by held-out NLL"``. A point with one ``ok`` arm, or one
-    without a ``holdout_loss``, has no choice (not one among the others). Empty when nothing
-    varies or no arm has a ``holdout_loss``."""
+    ``series`` set to ``"<loss>, chosen by held-out NLL"`` (per held-out fraction, named in
+    the series, when ``holdout`` itself varies). A point with one ``ok`` arm, or one without
+    a ``holdout_loss``, has no choice (not one among the others). Empty when nothing varies
+    or no arm has a ``holdout_loss``."""
     import pandas as pd
 
     table, found = with_series(df)
@@ -90,11 +91,14 @@ def choose_by_holdout(df, varied: list[str] | None = None):
     if not varied or "holdout_loss" not in table:
         return table.iloc[0:0]
     ok = table[table["status"] == "ok"] if "status" in table else table
-    keys = ["N", "gridsize", "nphotons", "loss", "seed"]
+    # held-out NLLs compare only over one held-out draw: never across fractions
+    keys = ["N", "gridsize", "nphotons", "loss", "seed", *(["holdout"] if "holdout" in varied
+                                                            else [])]
     ok = ok.assign(holdout_loss=pd.to_numeric(ok["holdout_loss"], errors="coerce"))
     ok = ok[ok.groupby(keys)["holdout_loss"].transform(lambda v: len(v) > 1
                                                          and v.notna().all())]
     if not len(ok):
         return ok
     best = ok.loc[ok.groupby(keys)["holdout_loss"].idxmin()]
-    return best.assign(series=best["loss"].astype(str) + ", " + CHOSEN)
+    fraction = (", holdout " + best["holdout"].map(_fmt)) if "holdout" in keys[5:] else ""
+    return best.assign(series=best["loss"].astype(str) + fraction + ", " + CHOSEN)

@@ -208,3 +208,18 @@ def test_a_choice_needs_two_candidates_each_with_a_held_out_nll(prior_study):
     assert len(chosen) == 7  # that point has no choice, not one among the other weights
     one = df[(df["realspace_weight"] == 0.3) | (df["nphotons"] == 1e4)]
     assert set(choose_by_holdout(one)["nphotons"]) == {1e4}
+
+
+def test_held_out_nlls_of_different_fractions_are_never_compared(tmp_path):
+    """With ``holdout`` itself an [arms] list, the choice is made per fraction: a held-out NLL
+    of 10 % of the photons says nothing against one of 20 %."""
+    out = tmp_path / "out"
+    runner.run_sweep(sweep_dict(task="runner_tasks:prior_task", loss=("nll",),
+                                arms={"realspace_weight": [0, 0.3], "holdout": [0.1, 0.2]}),
+                     out, progress=False)
+    df = load_results(out)
+    assert len(df) == 4 and sorted(set(df["holdout"])) == [0.1, 0.2]
+    chosen = choose_by_holdout(df)
+    assert sorted(chosen["holdout"]) == [0.1, 0.2]  # one choice per fraction
+    assert set(chosen["realspace_weight"]) == {0.3}
+    assert set(chosen["series"]) == {f"nll, holdout 0.1, {CHOSEN}", f"nll, holdout 0.2, {CHOSEN}"}

@@ -160,8 +160,7 @@ def dose_response_figure(df, sweep_toml: str | Path | None = None):
         labels.append(f"loss: {name}")
     for name in chosen:
         handles.append(Line2D([], [], color="0.2", **_CHOSEN_STYLE))
-        loss = name.split(",")[0]
-        labels.append(f"loss: {loss}, {CHOSEN}\n(the arm of least held-out NLL\nat each dose)")
+        labels.append(f"loss: {name}\n(the arm of least held-out NLL\nat each dose)")
     handles.append(Line2D([], [], color="0.4", linestyle=_BASELINE_STYLE))
     labels.append("constant image (baseline),\nin the colour of its N / gridsize")
     if failed:
