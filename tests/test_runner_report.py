@@ -208,6 +208,10 @@ def test_reconstruction_figure_has_truth_scores_and_colour_bars(finished):
     bars = [ax.get_ylabel() for ax in fig.axes if ax.get_label() == "<colorbar>"]
     assert sorted(bars) == ["amplitude"] * 4 + ["phase (rad)"] * 4  # one of each per row
     assert not _legends(fig) and "sweep t" in fig.get_supxlabel()
+    assert "rows" not in fig._suptitle.get_text()
+    # rows left out are said, not silently dropped
+    fig = reconstructions_figure(finished, max_rows=3)
+    assert fig._suptitle.get_text().endswith("the first 3 of 4 rows")
 
 
 def test_reconstruction_figure_marks_arms_not_run(finished, tmp_path):

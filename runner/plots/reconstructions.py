@@ -88,6 +88,7 @@ def reconstructions_figure(out_dir: str | Path, max_rows: int = 12):
     for r in rows:  # lowest seed last: it wins
         groups.setdefault((int(r["N"]), int(r["gridsize"]), r["series"]), {})[r["nphotons"]] = r
     keys = sorted(k for k in groups if any(r["arm_id"] in found for r in groups[k].values()))
+    shown = f"; the first {max_rows} of {len(keys)} rows" if len(keys) > max_rows else ""
     keys = keys[:max_rows]
     doses = sorted({p for k in keys for p in groups[k]})
     ncols = 2 + 2 * len(doses)
@@ -140,7 +141,7 @@ def reconstructions_figure(out_dir: str | Path, max_rows: int = 12):
                                   pad=0.005, fraction=0.02)
                 cb.set_label(label, fontsize=7)
                 cb.ax.tick_params(labelsize=6)
-    fig.suptitle(f"Reconstructions (lowest seed) beside the ground truth: {_names(df)}")
+    fig.suptitle(f"Reconstructions (lowest seed) beside the ground truth: {_names(df)}{shown}")
     _caption(fig, df, paths.sweep_toml, "titles: dose (photons per pattern), SSIM and PSNR of "
              "the amplitude divided by its mean / of the phase with its best-fit plane removed, "
              "FRC50 resolution in pixels (lower is better); one colour scale per row and kind "
