@@ -276,7 +276,7 @@ def complete_records(paths: OutputPaths, records: Mapping[str, Mapping[str, Any]
     out = {}
     for arm_id, rec in records.items():
         fill = _held_out_at_best(rec)
-        if any(rec.get(k) is None for k in PROVENANCE_SETTINGS):
+        if any(k not in rec for k in PROVENANCE_SETTINGS):  # older than a column: plan once
             if planned is None:
                 planned = planned_settings(paths.sweep_toml) if paths.sweep_toml.is_file() \
                     else {}
