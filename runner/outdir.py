@@ -52,6 +52,11 @@ def _union(old: tuple, new: tuple) -> tuple:
     return tuple(dict.fromkeys(old + new))
 
 
+def _axis_keys(*sweeps: Sweep) -> list[str]:
+    """The settings any of ``sweeps`` lists in ``[arms]``, in order of first appearance."""
+    return list(dict.fromkeys(k for s in sweeps for k, _ in s.arm_settings))
+
+
 def merge_sweeps(old: Sweep, new: Sweep) -> Sweep:
     """A sweep with ``new``'s settings and policy and the union of both grids and arms (old
     values first). A setting one of them varies in ``[arms]`` and the other fixes (in
@@ -60,7 +65,7 @@ def merge_sweeps(old: Sweep, new: Sweep) -> Sweep:
     (their files' texts, with comments, are then kept)."""
     import dataclasses
 
-    keys = list(dict.fromkeys([k for k, _ in old.arm_settings + new.arm_settings]))
+    keys = _axis_keys(old, new)
     old_axes, new_axes = old.with_arm_axes(keys), new.with_arm_axes(keys)
 
     def lists(s: Sweep) -> dict[str, tuple]:
@@ -107,7 +112,7 @@ def check_output_dir(sweep: Sweep, out_dir: str | Path) -> Sweep:
         raise SweepError(sweep.source, [
             f"output directory {root} holds an invalid sweep.toml ({exc.errors[0]}); pick "
             f"another --out"]) from None
-    axes = list(dict.fromkeys([k for k, _ in other.arm_settings + sweep.arm_settings]))
+    axes = _axis_keys(other, sweep)
     mine = _flatten(sweep.with_arm_axes(axes).settings())
     theirs = _flatten(other.with_arm_axes(axes).settings())
     diff = [k for k in sorted(set(mine) | set(theirs)) if mine.get(k) != theirs.get(k)]

@@ -113,6 +113,7 @@ def dose_response_figure(df, sweep_toml: str | Path | None = None):
     losses = sorted({str(v) for v in df["loss"].dropna()})
     df, varied = with_series(df)
     names = sorted({str(v) for v in df["series"].dropna()})
+    loss_of = dict(zip(df["series"], df["loss"], strict=True))
     styles = _series_styles(df, losses, varied)
     df = pd.concat([df, choose_by_holdout(df)], ignore_index=True)
     chosen = sorted({str(v) for v in df["series"].dropna()} - set(names))
@@ -134,7 +135,7 @@ def dose_response_figure(df, sweep_toml: str | Path | None = None):
         ax.set_ylabel(ylabel)
         ax.set_title(title, fontsize="medium")
         ax.grid(True, which="major", alpha=0.3)
-        only = ([n for n in names if n.split(",")[0] == losses[i - 6]]
+        only = ([n for n in names if loss_of[n] == losses[i - 6]]
                 if metric == "final_loss" else None)
         if not _has(df, metric):  # still mark the failures
             ax.text(0.5, 0.5, f"no value of {metric}", ha="center", va="center",
