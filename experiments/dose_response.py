@@ -92,7 +92,8 @@ def run_unit(unit) -> Iterator[dict[str, Any]]:
     ``train_s`` (seconds in ``fit``), ``sim_s`` and ``build_s`` (the unit's one-off simulation
     and model-building seconds, repeated on each arm); ``n_train``, ``n_test`` (samples);
     ``intensity_scale`` (amplitude scale); the training settings ``nepochs``, ``batch_size``,
-    ``learning_rate``, ``lr_schedule``, ``realspace_weight`` (the TV prior's weight),
+    ``learning_rate``, ``lr_schedule``, ``realspace_weight`` and ``complex_tv_weight``
+    (the TV priors' weights, on the amplitude and on the complex object),
     ``holdout`` (the fraction of photons held out); the TensorFlow thread counts it ran with
     (``tf_intra_threads``, ``tf_inter_threads``: the runner's budget); and ``history``, one
     dict per epoch (``epoch``, ``loss``, ``val_loss``, ``lr``, ``epoch_s``), which the runner
@@ -147,6 +148,7 @@ def run_unit(unit) -> Iterator[dict[str, Any]]:
             "learning_rate": training.learning_rate,
             "lr_schedule": training.lr_schedule,
             "realspace_weight": training.realspace_weight,
+            "complex_tv_weight": training.complex_tv_weight,
             "tf_intra_threads": tf.config.threading.get_intra_op_parallelism_threads(),
             "tf_inter_threads": tf.config.threading.get_inter_op_parallelism_threads(),
             "history": result.epochs(),

@@ -216,6 +216,10 @@ class TrainingConfig(_ConfigBase):
             ``"weighted"`` loss reads them. :meth:`with_loss` keeps them in step with ``loss``
             for the legacy ``params.cfg`` view.
         realspace_weight: weight (>= 0) of a total-variation penalty on the object amplitude.
+        complex_tv_weight: weight (>= 0) of a total-variation penalty on the complex object
+            (the modulus of neighbour differences), which smooths amplitude and phase together
+            where ``realspace_weight`` smooths the amplitude alone and lets the phase take up
+            the structure (docs/quality.md, round 17). Both may be set; they add.
         learning_rate: Adam step size (> 0); the peak of the schedule.
         lr_schedule: ``"constant"`` or ``"cosine"`` (cosine decay from ``learning_rate`` to
             1 % of it over all steps, after ``warmup_epochs`` of linear warm-up).
@@ -242,6 +246,7 @@ class TrainingConfig(_ConfigBase):
     nll_weight: float = 1.0
     mae_weight: float = 0.0
     realspace_weight: float = 0.0
+    complex_tv_weight: float = added_option(0.0)
     learning_rate: float = 1e-3
     lr_schedule: str = "cosine"
     warmup_epochs: int = 0
@@ -264,7 +269,7 @@ class TrainingConfig(_ConfigBase):
         self.check_nphotons(self.nphotons)
         _check_int(o, "nepochs", self.nepochs, 1)
         _check_int(o, "batch_size", self.batch_size, 1)
-        for name in ("nll_weight", "mae_weight", "realspace_weight"):
+        for name in ("nll_weight", "mae_weight", "realspace_weight", "complex_tv_weight"):
             _check_float(o, name, getattr(self, name), 0.0)
         if self.nll_weight + self.mae_weight == 0:
             _fail(o, "nll_weight", self.nll_weight,

@@ -262,33 +262,62 @@ class SquareLayer(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package=_PKG)
 class TotalVariationPenalty(keras.layers.Layer):
-    """Identity on the object ``(B, N, N, K)`` complex64 that adds ``weight * TV(|object|)``
-    (mean absolute neighbour difference) to the model's losses: the real-space term.
+    """Identity on the object ``(B, N, N, K)`` complex64 that adds the real-space terms to the
+    model's losses: ``weight * TV(|object|) + complex_weight * TV(object)``.
 
-    ``weight`` is a non-trainable variable so a compiled model can change it without rebuilding.
+    ``TV`` is the mean modulus of the differences between vertical and between horizontal
+    neighbours (summed over the two directions). On the amplitude it smooths the amplitude
+    alone; on the complex object a step of amplitude ``da`` and phase ``dphi`` costs about
+    ``sqrt(da**2 + (a dphi)**2)``, so it smooths amplitude and phase together. The complex
+    modulus is smoothed by :attr:`EPS` so its gradient stays finite where neighbours are equal
+    (a constant object, as zero-initialised heads give).
+
+    Both weights are non-trainable variables so a compiled model can change them without
+    rebuilding.
     """
 
-    def __init__(self, weight=0.0, **kwargs):
+    #: Added inside the complex modulus's square root: ``sqrt(|d|**2 + EPS**2)``.
+    EPS = 1e-6
+
+    def __init__(self, weight=0.0, complex_weight=0.0, **kwargs):
         super().__init__(**kwargs)
         self.initial_weight = float(weight)
+        self.initial_complex_weight = float(complex_weight)
 
     def build(self, input_shape):
         self.weight = self.add_weight(name="tv_weight", shape=(),
                                       initializer=keras.initializers.Constant(self.initial_weight),
                                       trainable=False)
+        self.complex_weight = self.add_weight(
+            name="complex_tv_weight", shape=(), trainable=False,
+            initializer=keras.initializers.Constant(self.initial_complex_weight))
+
+    @staticmethod
+    def amplitude_tv(obj):
+        """``TV(|obj|)`` of a complex ``(B, N, N, K)`` batch: a float32 scalar."""
+        amp = tf.abs(obj)
+        return tf.reduce_mean(tf.abs(amp[:, 1:] - amp[:, :-1])) + \
+            tf.reduce_mean(tf.abs(amp[:, :, 1:] - amp[:, :, :-1]))
+
+    @classmethod
+    def complex_tv(cls, obj):
+        """``TV(obj)`` of a complex ``(B, N, N, K)`` batch (smoothed modulus): a float32 scalar."""
+        def mean_modulus(d):
+            return tf.reduce_mean(tf.sqrt(tf.square(tf.math.real(d)) + tf.square(tf.math.imag(d))
+                                          + cls.EPS ** 2))
+        return mean_modulus(obj[:, 1:] - obj[:, :-1]) + mean_modulus(obj[:, :, 1:] - obj[:, :, :-1])
 
     def call(self, obj):
-        amp = tf.abs(obj)
-        tv = tf.reduce_mean(tf.abs(amp[:, 1:] - amp[:, :-1])) + \
-            tf.reduce_mean(tf.abs(amp[:, :, 1:] - amp[:, :, :-1]))
-        self.add_loss(self.weight * tv)
+        self.add_loss(self.weight * self.amplitude_tv(obj)
+                      + self.complex_weight * self.complex_tv(obj))
         return obj
 
     def compute_output_spec(self, obj):
         return keras.KerasTensor(obj.shape, dtype=obj.dtype)
 
     def get_config(self):
-        return {**super().get_config(), "weight": self.initial_weight}
+        return {**super().get_config(), "weight": self.initial_weight,
+                "complex_weight": self.initial_complex_weight}
 
 
 CUSTOM_OBJECTS = {cls.__name__: cls for cls in (

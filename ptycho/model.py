@@ -271,7 +271,8 @@ def compile_model(autoencoder: keras.Model, training: TrainingConfig,
                   steps_per_epoch: int | None = None) -> keras.Model:
     """(Re)compile ``autoencoder`` with a fresh Adam optimiser, the data loss
     ``training.loss`` from :data:`ptycho.losses.LOSSES` on its output, and the total-variation
-    penalty (``realspace_weight``). ``jit_compile`` defaults to the model's ``use_xla``;
+    penalties (``realspace_weight`` on the amplitude, ``complex_tv_weight`` on the complex
+    object). ``jit_compile`` defaults to the model's ``use_xla``;
     ``steps_per_epoch`` lays out learning-rate schedules (:func:`learning_rate`); without it a
     schedule falls back to the constant ``learning_rate`` with a ``UserWarning``."""
     model_cfg: ModelConfig | None = getattr(autoencoder, "ptycho_config", None)
@@ -283,7 +284,9 @@ def compile_model(autoencoder: keras.Model, training: TrainingConfig,
     # One entry per output (object, amplitude, intensity); None = no loss on that output.
     losses = [None] + [fn if data_loss.output == out else None for out in OUTPUTS]
     weights = [0.0] + [1.0 if data_loss.output == out else 0.0 for out in OUTPUTS]
-    autoencoder.get_layer("object").weight.assign(training.realspace_weight)
+    penalty = autoencoder.get_layer("object")
+    penalty.weight.assign(training.realspace_weight)
+    penalty.complex_weight.assign(training.complex_tv_weight)
     if steps_per_epoch is None and _needs_steps(training):
         # Compiled for the caller's own fit: the number of steps is unknown, so the schedule
         # cannot be laid out; train() always passes it.

@@ -54,7 +54,7 @@ PROVENANCE = {
     "package_version": "string", "git_commit": "string", "python_version": "string",
     "numpy_version": "string", "tensorflow_version": "string",
     "nepochs": "Int64", "batch_size": "Int64", "n_train": "Int64", "learning_rate": "float64",
-    "holdout": "float64", "realspace_weight": "float64",
+    "holdout": "float64", "realspace_weight": "float64", "complex_tv_weight": "float64",
 }
 #: The provenance columns a task may set itself (the settings it really used), each with where
 #: the runner reads it in the unit's settings otherwise: column -> (section, key).
@@ -62,6 +62,7 @@ PROVENANCE_SETTINGS = {
     "nepochs": ("training", "nepochs"), "batch_size": ("training", "batch_size"),
     "n_train": ("simulation", "n_train"), "learning_rate": ("training", "learning_rate"),
     "holdout": ("training", "holdout"), "realspace_weight": ("training", "realspace_weight"),
+    "complex_tv_weight": ("training", "complex_tv_weight"),
 }
 #: The training settings a sweep may vary between the arms of one unit (``[arms]`` keys beside
 #: ``loss`` and ``seed``): those of :data:`PROVENANCE_SETTINGS`, so every arm's record names

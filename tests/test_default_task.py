@@ -37,7 +37,7 @@ def test_default_task_records_scores_baselines_and_history(tmp_path):
         assert df[col].isna().all(), col
     assert set(df["reconstruct"]) == {"same"}
     assert (df["nepochs"] == 3).all() and set(df["lr_schedule"]) == {"cosine"}
-    assert (df["realspace_weight"] == 0.0).all()
+    assert (df["realspace_weight"] == 0.0).all() and (df["complex_tv_weight"] == 0.0).all()
     assert "history" not in df.columns  # the history has its own table
     from runner.resources import thread_counts  # the one place the thread budget is decided
 

@@ -36,7 +36,7 @@ def _arms(sweep):
 
 
 def test_every_arm_setting_is_a_recorded_training_setting():
-    assert "realspace_weight" in ARM_SETTINGS
+    assert {"realspace_weight", "complex_tv_weight"} <= set(ARM_SETTINGS)
     assert all(PROVENANCE_SETTINGS[k] == ("training", k) for k in ARM_SETTINGS)
 
 
