@@ -19,7 +19,7 @@ from runner.paths import OutputPaths  # noqa: E402
 from runner.plots import dose_response_figure  # noqa: E402
 from runner.report import aggregate, chosen_text  # noqa: E402
 from runner.schema import ARM_SETTINGS, PROVENANCE_SETTINGS  # noqa: E402
-from runner.series import CHOSEN, choose_by_holdout  # noqa: E402
+from runner.series import CHOSEN, choose_by_holdout, with_series  # noqa: E402
 from runner.store import load_results  # noqa: E402
 from runner.sweep import SweepError, load_sweep  # noqa: E402
 from runner.unit import Unit  # noqa: E402
@@ -109,6 +109,27 @@ def test_a_directory_of_one_weight_grows_into_the_weight_axis(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "training.realspace_weight = 1.0 here but 0.0 there" in err[0]
     assert "arms.realspace_weight = [...]" in err[0]
+
+
+def test_a_directory_with_one_axis_grows_a_second_without_the_combinations(tmp_path):
+    """A weight axis, then another prior's weight run beside it with the first at 0 only:
+    the directory keeps every arm, plans both axes, and the ids of the first stay."""
+    out = tmp_path / "out"
+    runner.run_sweep(sweep_dict(task="runner_tasks:prior_task", loss=("nll",),
+                                arms={"realspace_weight": [0, 0.3]}), out, progress=False)
+    first = set(load_results(out)["arm_id"])
+    assert cli.main(["run", str(write_sweep(tmp_path / "complex.toml", sweep_dict(
+        task="runner_tasks:prior_task", loss=("nll",), arms={"complex_tv_weight": [0.3]}))),
+        "--out", str(out), "--no-progress"]) == 0
+    df = load_results(out)
+    assert len(df) == 3 and first < set(df["arm_id"])
+    table, varied = with_series(df)  # a weight the task leaves unset reads as its default, 0
+    assert varied == ["realspace_weight", "complex_tv_weight"]
+    assert sorted(zip(table["realspace_weight"], table["complex_tv_weight"])) == [
+        (0.0, 0.0), (0.0, 0.3), (0.3, 0.0)]
+    assert dict(load_sweep(OutputPaths(out).sweep_toml).arm_settings) == {
+        "realspace_weight": (0.0, 0.3), "complex_tv_weight": (0.0, 0.3)}
+    assert len(choose_by_holdout(df)) == 1  # three candidates, one choice
 
 
 @pytest.fixture(scope="module")
