@@ -125,7 +125,7 @@ def test_a_directory_with_one_axis_grows_a_second_without_the_combinations(tmp_p
     assert len(df) == 3 and first < set(df["arm_id"])
     table, varied = with_series(df)  # a weight the task leaves unset reads as its default, 0
     assert varied == ["realspace_weight", "complex_tv_weight"]
-    assert sorted(zip(table["realspace_weight"], table["complex_tv_weight"])) == [
+    assert sorted(zip(table["realspace_weight"], table["complex_tv_weight"], strict=True)) == [
         (0.0, 0.0), (0.0, 0.3), (0.3, 0.0)]
     assert dict(load_sweep(OutputPaths(out).sweep_toml).arm_settings) == {
         "realspace_weight": (0.0, 0.3), "complex_tv_weight": (0.0, 0.3)}
