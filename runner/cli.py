@@ -8,6 +8,7 @@ Commands::
     ptycho-sweep status DIR       arms by status (and pending arms), per-unit status
     ptycho-sweep aggregate DIR    pivot tables of the metrics by dose; saves DIR/aggregate.csv
     ptycho-sweep plot DIR         DIR/dose_response.png, reconstructions.png, training_curves.png
+    ptycho-sweep merge SRC... --into DEST   one directory from sweeps run in parts
     ptycho-sweep --version
 
 -v/-q go before or after the command.
@@ -66,6 +67,17 @@ _RUN_EXAMPLES = """\
   ptycho-sweep run experiments/smoke.toml --dry-run        # the plan, nothing run
   ptycho-sweep run experiments/smoke.toml -q               # log warnings/errors only
   ptycho-sweep run SWEEP.toml --backend dask --scheduler tcp://HOST:8786"""
+
+_MERGE_DESCRIPTION = """\
+Merge sweep output directories into one, as if one sweep had run there: records,
+artifacts and unit logs are copied (sources are only read), DEST/sweep.toml becomes the
+union of the sweeps, and its tables are rebuilt. The sweeps may differ only where a study
+may grow in place (the grid and the [arms] lists), as for run --out into a used directory.
+An arm DEST already holds ok stays; otherwise the first source holding it ok wins."""
+
+_MERGE_EXAMPLES = """\
+  ptycho-sweep merge results/weak_tv_0.3 results/weak_tv_1.0 --into results/weak_tv
+  ptycho-sweep merge machine_a/results/study machine_b/results/study --into results/study"""
 
 #: The commands reading a sweep output directory: name -> (summary, description, examples).
 _DIR_COMMANDS = {
@@ -150,6 +162,18 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (summary, description, examples) in _DIR_COMMANDS.items():
         sp = command(name, summary, description, examples)
         sp.add_argument("dir", help="sweep output directory (the --out of run)")
+
+    merge = sub.add_parser(
+        "merge", help="one output directory from sweeps run in parts", parents=[verbosity],
+        formatter_class=argparse.RawDescriptionHelpFormatter, description=_MERGE_DESCRIPTION,
+        epilog=f"examples:\n{_MERGE_EXAMPLES}\n\nexit status:\n  0    merged\n"
+               f"  2    bad input: not a sweep directory, sweeps that cannot share a "
+               f"directory,\n       or records at one grid point under two ids (nothing "
+               f"written)")
+    merge.add_argument("sources", nargs="+", metavar="SRC", help="sweep output directories")
+    merge.add_argument("--into", required=True, metavar="DEST",
+                       help="the directory to merge into (created if missing; may hold a "
+                            "sweep already)")
     return p
 
 
@@ -277,8 +301,23 @@ def _cmd_plot(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_merge(args: argparse.Namespace) -> int:
+    from .merge import merge_dirs
+    from .sweep import SweepError
+
+    try:
+        summary = merge_dirs(args.sources, args.into)
+    except SweepError as exc:
+        for line in str(exc).splitlines():
+            print(f"ptycho-sweep: error: {line}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    print(summary.describe())
+    print(f"next:\n  ptycho-sweep status {summary.dest}\n  ptycho-sweep plot {summary.dest}")
+    return EXIT_OK
+
+
 _COMMANDS = {"run": _cmd_run, "status": _cmd_status, "aggregate": _cmd_aggregate,
-             "plot": _cmd_plot}
+             "plot": _cmd_plot, "merge": _cmd_merge}
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:

@@ -112,6 +112,14 @@ def check_output_dir(sweep: Sweep, out_dir: str | Path) -> Sweep:
         raise SweepError(sweep.source, [
             f"output directory {root} holds an invalid sweep.toml ({exc.errors[0]}); pick "
             f"another --out"]) from None
+    check_compatible(sweep, other, root)
+    return merge_sweeps(other, sweep)
+
+
+def check_compatible(sweep: Sweep, other: Sweep, root: str | Path) -> None:
+    """Raise :class:`SweepError` (for ``sweep``'s file) unless ``sweep`` may join ``other``,
+    the sweep of the directory ``root``: the same settings, except the grid and the arm lists
+    (a setting varied in ``[arms]`` by one and fixed by the other joins as a list)."""
     axes = _axis_keys(other, sweep)
     mine = _flatten(sweep.with_arm_axes(axes).settings())
     theirs = _flatten(other.with_arm_axes(axes).settings())
@@ -128,7 +136,6 @@ def check_output_dir(sweep: Sweep, out_dir: str | Path) -> Sweep:
             f"output directory {root} already holds a different sweep (its sweep.toml differs: "
             f"{details}); a study can grow in place only in [grid] and [arms]: pick another "
             f"--out or give the sweep a new sweep.name{hint}"])
-    return merge_sweeps(other, sweep)
 
 
 def _point(rec: dict[str, Any], axes: tuple = ()) -> tuple:
