@@ -72,8 +72,10 @@ _MERGE_DESCRIPTION = """\
 Merge sweep output directories into one, as if one sweep had run there: records,
 artifacts and unit logs are copied (sources are only read), DEST/sweep.toml becomes the
 union of the sweeps, and its tables are rebuilt. The sweeps may differ only where a study
-may grow in place (the grid and the [arms] lists), as for run --out into a used directory.
-An arm DEST already holds ok stays; otherwise the first source holding it ok wins."""
+may grow in place (the grid and the [arms] lists), as for run --out into a used directory,
+and in the training settings [arms] may list: parts that each fixed another
+realspace_weight join on it as an [arms] list. An arm DEST already holds ok stays;
+otherwise the first source holding it ok wins. Nothing is written unless all checks pass."""
 
 _MERGE_EXAMPLES = """\
   ptycho-sweep merge results/weak_tv_0.3 results/weak_tv_1.0 --into results/weak_tv

@@ -20,6 +20,7 @@ read.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -28,7 +29,13 @@ from typing import Any
 
 from ptycho.config import TrainingConfig
 
-from .outdir import check_compatible, check_recorded_ids, merge_sweeps, output_lock
+from .outdir import (
+    check_compatible,
+    check_output_dir,
+    check_recorded_ids,
+    merge_sweeps,
+    output_lock,
+)
 from .paths import OutputPaths
 from .plan import Sweep
 from .schema import ARM_SETTINGS
@@ -63,7 +70,8 @@ def _source(path: str | Path) -> tuple[OutputPaths, Sweep]:
         raise SweepError(str(paths.root), [Problem(
             "SRC", f"{paths.root} is not a sweep output directory (no sweep.toml and "
                    f"records/)")])
-    return paths, load_sweep(paths.sweep_toml, check_task=False)
+    # loaded by the path as given: the merged sweep.toml names it, and a study commits it
+    return paths, load_sweep(OutputPaths(path).sweep_toml, check_task=False)
 
 
 def _fixed_differences(a: Sweep, b: Sweep) -> list[str]:
@@ -82,6 +90,8 @@ def _plan(sources: Sequence[tuple[OutputPaths, Sweep]], dest: OutputPaths) -> Sw
     """The union of DEST's sweep (if any) and the sources' ones; raises SweepError. Parts
     that fix a setting of :data:`ARM_SETTINGS` to different values join on it as an arm axis
     (their arms keep their ids), which a run into a used directory would refuse as ambiguous."""
+    if not dest.sweep_toml.is_file():
+        check_output_dir(sources[0][1], dest.root)  # refuses a directory of other files
     merged = load_sweep(dest.sweep_toml, check_task=False) if dest.sweep_toml.is_file() \
         else None
     for _, sweep in sources:
@@ -126,7 +136,19 @@ def merge_dirs(sources: Sequence[str | Path], into: str | Path) -> MergeSummary:
                 "--into", f"{paths.root} is both a source and --into; name another --into")])
     if dest.root.exists() and not dest.root.is_dir():
         raise SweepError(str(dest.root), [Problem("--into", f"{dest.root} is not a directory")])
+    created = not dest.root.exists()
     dest.root.mkdir(parents=True, exist_ok=True)
+    try:
+        return _merge_locked(srcs, dest)
+    except SweepError:
+        if created:  # refused: leave no empty directory behind
+            with contextlib.suppress(OSError):
+                dest.lock.unlink(missing_ok=True)
+                dest.root.rmdir()
+        raise
+
+
+def _merge_locked(srcs: Sequence[tuple[OutputPaths, Sweep]], dest: OutputPaths) -> MergeSummary:
     summary = MergeSummary(dest.root)
     with output_lock(dest):
         merged = _plan(srcs, dest)

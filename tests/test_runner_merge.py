@@ -94,7 +94,7 @@ def test_parts_that_cannot_share_a_directory_are_refused_before_anything_is_writ
     assert cli.main(["merge", str(a), str(other), "--into", str(dest)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "training.lr_schedule" in err[0] and "sweep.toml" in err[0]
-    assert not any(dest.rglob("*"))  # no record, no sweep.toml, no table
+    assert not dest.exists()  # no record, no sweep.toml, no table, not even the directory
     # not a sweep directory; a source that is also the destination
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -102,3 +102,7 @@ def test_parts_that_cannot_share_a_directory_are_refused_before_anything_is_writ
     assert "not a sweep output directory" in capsys.readouterr().err
     assert cli.main(["merge", str(a), "--into", str(a)]) == 2
     assert "both a source and --into" in capsys.readouterr().err
+    (empty / "notes.txt").write_text("not a sweep")  # a directory of other files
+    assert cli.main(["merge", str(a), "--into", str(empty)]) == 2
+    assert "holds no sweep.toml" in capsys.readouterr().err
+    assert [p.name for p in empty.iterdir()] == ["notes.txt"]
