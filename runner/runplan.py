@@ -90,7 +90,7 @@ class RunPlan:
             for a in u.arms:
                 prev = self.existing.get(a.arm_id, {}).get("status")
                 act = "run" if a in run else "skip"
-                own = "".join(f",{v:g}" for _, v in a.settings)
+                own = "".join(f",{k}={v:g}" for k, v in a.settings)  # two weights: which is which
                 parts.append(f"{a.arm_id}[{a.loss},s{a.seed}{own}]:{act}"
                              + (f"(was {prev})" if prev else ""))
             lines.append(f"  {u.unit_id:<32} {u.N:>4} {u.gridsize:>3} {u.nphotons:>9.3g}  "

@@ -244,3 +244,13 @@ def test_held_out_nlls_of_different_fractions_are_never_compared(tmp_path):
     assert sorted(chosen["holdout"]) == [0.1, 0.2]  # one choice per fraction
     assert set(chosen["realspace_weight"]) == {0.3}
     assert set(chosen["series"]) == {f"nll, holdout 0.1, {CHOSEN}", f"nll, holdout 0.2, {CHOSEN}"}
+
+
+def test_the_dry_run_names_each_setting_of_an_arm(tmp_path, capsys):
+    sweep = write_sweep(tmp_path / "two.toml", sweep_dict(
+        task="runner_tasks:prior_task", loss=("nll",),
+        arms={"realspace_weight": [0, 0.3], "complex_tv_weight": [0.1]}))
+    assert cli.main(["run", str(sweep), "--out", str(tmp_path / "out"), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "[nll,s0,realspace_weight=0.3,complex_tv_weight=0.1]:run" in out
+    assert "[nll,s0,realspace_weight=0,complex_tv_weight=0.1]:run" in out
