@@ -139,9 +139,10 @@ def chosen_text(df) -> str:
         return ""
     varied = varied_settings(df)
     chosen = chosen.assign(_values=chosen[varied].astype(float).apply(
-        lambda r: " ".join(f"{v:g}" for v in r), axis=1))
-    parts = [f"chosen by held-out NLL ({', '.join(varied)}; one value per seed, columns: "
-             f"nphotons)"]
+        lambda r: ",".join(f"{v:g}" for v in r), axis=1))
+    what = "one value" if len(varied) == 1 else f"{len(varied)} values, comma-separated,"
+    parts = [f"chosen by held-out NLL ({', '.join(varied)}; {what} per seed, seeds "
+             f"separated by '/', columns: nphotons)"]
     values = chosen.pivot_table(index=_ROWS, columns="nphotons", values="_values",
                                 aggfunc=lambda v: "/".join(v))
     tables = [("values", values)]

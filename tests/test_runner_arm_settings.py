@@ -130,6 +130,8 @@ def test_a_directory_with_one_axis_grows_a_second_without_the_combinations(tmp_p
     assert dict(load_sweep(OutputPaths(out).sweep_toml).arm_settings) == {
         "realspace_weight": (0.0, 0.3), "complex_tv_weight": (0.0, 0.3)}
     assert len(choose_by_holdout(df)) == 1  # three candidates, one choice
+    assert "2 values, comma-separated, per seed" in chosen_text(df)
+    assert "0.3,0" in chosen_text(df)  # prior_task prefers realspace_weight 0.3 at 1e4
 
 
 @pytest.fixture(scope="module")
