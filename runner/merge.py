@@ -27,8 +27,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ptycho.config import TrainingConfig
-
 from .outdir import (
     check_compatible,
     check_output_dir,
@@ -77,13 +75,8 @@ def _source(path: str | Path) -> tuple[OutputPaths, Sweep]:
 def _fixed_differences(a: Sweep, b: Sweep) -> list[str]:
     """The training settings of :data:`ARM_SETTINGS` that ``a`` and ``b`` fix to different
     values (one weight per part): merged, they become an arm axis."""
-    def fixed(s: Sweep) -> dict[str, Any]:
-        resolved = TrainingConfig(**s.training)
-        axes = dict(s.arm_settings)
-        return {k: getattr(resolved, k) for k in ARM_SETTINGS if k not in axes}
-
-    fa, fb = fixed(a), fixed(b)
-    return [k for k in ARM_SETTINGS if k in fa and k in fb and fa[k] != fb[k]]
+    ta, tb = a.settings()["training"], b.settings()["training"]  # resolved, axes left out
+    return [k for k in ARM_SETTINGS if k in ta and k in tb and ta[k] != tb[k]]
 
 
 def _plan(sources: Sequence[tuple[OutputPaths, Sweep]], dest: OutputPaths) -> Sweep:
@@ -108,8 +101,8 @@ def _plan(sources: Sequence[tuple[OutputPaths, Sweep]], dest: OutputPaths) -> Sw
 def _copy_arm(src: OutputPaths, dest: OutputPaths, rec: dict[str, Any]) -> None:
     arm_id, unit_id = rec["arm_id"], rec.get("unit_id")
     if unit_id:
-        for name in ("unit_json", "worker_log"):
-            there, here = getattr(src, name)(unit_id), getattr(dest, name)(unit_id)
+        for there, here in ((src.unit_json(unit_id), dest.unit_json(unit_id)),
+                            (src.worker_log(unit_id), dest.worker_log(unit_id))):
             if there.is_file() and not here.exists():
                 here.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(there, here)
