@@ -21,7 +21,11 @@ import numpy as np
 
 from runner.store import atomic_write_bytes
 
-__all__ = ["run_unit", "score", "score_patches", "limit_threads"]
+__all__ = ["run_unit", "score", "score_patches", "limit_threads", "ILLUM_SCORES"]
+
+#: The scores (:data:`ptycho.scores.SCORE_KEYS`) also given for the illumination-weighted
+#: stitching, as ``<key>_illum`` columns (declared in :data:`runner.schema.METRICS`).
+ILLUM_SCORES = ("amp_norm_ssim", "amp_frc50_px", "phase_plane_ssim")
 
 
 def limit_threads(threads: int | None, interop: int | None) -> None:
@@ -55,19 +59,28 @@ def score_patches(patches, data) -> tuple[dict[str, float], dict[str, np.ndarray
     group centre) and score them against ``data.obj``.
 
     Returns the metrics (:data:`ptycho.evaluation.METRIC_KEYS` and
-    :data:`ptycho.scores.SCORE_KEYS`) and the arrays saved as the arm's ``.npz``: the stitched
+    :data:`ptycho.scores.SCORE_KEYS`, plus :data:`ILLUM_SCORES` with the suffix ``_illum``:
+    the same scores on the same region of a second stitching, every pixel of each patch's
+    central ``N/2`` window weighted by the illumination its group received,
+    :func:`ptycho.stitching.illumination`, where the first uses ``N/4`` windows that tile
+    without overlap) and the arrays saved as the arm's ``.npz``: the stitched
     reconstruction (``amplitude``, ``phase`` after removing the global phase offset) and the
     ground truth (``true_amplitude``, ``true_phase``) on the scored region, ``(H, W)`` float32.
     """
     from ptycho import train_pinn
     from ptycho.evaluation import evaluate_reconstruction, remove_global_phase
     from ptycho.scores import upstream_scores
+    from ptycho.stitching import illumination, stitch_patches
 
-    metrics, stitched, region = evaluate_reconstruction(patches, train_pinn.group_centres(data),
-                                                        data.obj)
+    centres = train_pinn.group_centres(data)
+    metrics, stitched, region = evaluate_reconstruction(patches, centres, data.obj)
     truth = data.obj[region]
     estimate = remove_global_phase(stitched[region], truth)
     metrics.update(upstream_scores(estimate, truth))
+    lit, _ = stitch_patches(patches, centres, data.obj.shape,
+                            weights=illumination(data.probe, data.coords_relative))
+    lit_scores = upstream_scores(remove_global_phase(lit[region], truth), truth)
+    metrics.update({f"{key}_illum": lit_scores[key] for key in ILLUM_SCORES})
     arrays = {"amplitude": np.abs(estimate), "phase": np.angle(estimate),
               "true_amplitude": np.abs(truth), "true_phase": np.angle(truth)}
     return metrics, {k: v.astype(np.float32) for k, v in arrays.items()}

@@ -23,13 +23,14 @@ import math
 import numpy as np
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from .stitching import covered_region, illuminated_crop, stitch_patches
+from .stitching import covered_region, illuminated_crop, illumination, stitch_patches
 
 __all__ = [
     "PSNR_CAP_DB",
     "METRIC_KEYS",
     "stitch_patches",
     "illuminated_crop",
+    "illumination",
     "covered_region",
     "remove_global_phase",
     "phase_near",

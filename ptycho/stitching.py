@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["stitch_patches", "covered_region", "illuminated_crop"]
+__all__ = ["stitch_patches", "covered_region", "illuminated_crop", "illumination"]
 
 # Tolerance on coverage weights (bilinear weights sum to integers only up to rounding).
 _WEIGHT_TOL = 1e-4
@@ -50,8 +50,24 @@ def _as_positions(positions, n_patches: int) -> np.ndarray:
     return arr
 
 
+def _as_pixel_weights(weights, n_patches: int, n: int) -> np.ndarray | None:
+    """``weights`` as ``(B, N, N)`` float64 (an ``(N, N)`` array is shared by every patch)."""
+    if weights is None:
+        return None
+    arr = np.asarray(weights, dtype=np.float64)
+    if arr.shape == (n, n):
+        arr = np.broadcast_to(arr, (n_patches, n, n))
+    if arr.shape != (n_patches, n, n):
+        raise ValueError(f"weights must have shape ({n}, {n}) or ({n_patches}, {n}, {n}) to "
+                         f"match the patches; got {np.shape(weights)}")
+    if not np.all(np.isfinite(arr)) or np.any(arr < 0):
+        raise ValueError("weights must be finite and non-negative")
+    return arr
+
+
 def stitch_patches(
-    patches, positions, object_shape, crop: int | None = None, *, method: str = "bilinear"
+    patches, positions, object_shape, crop: int | None = None, *, method: str = "bilinear",
+    weights=None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Average object patches into one object.
 
@@ -73,6 +89,10 @@ def stitch_patches(
         object pixels with bilinear weights (the adjoint of bilinear extraction);
         ``"nearest"`` rounds each position to the nearest pixel (halves round up). Both are
         identical for integer positions.
+    weights : (N, N) or (B, N, N) float >= 0, optional
+        A weight per patch pixel (e.g. :func:`illumination`), multiplying its contribution
+        inside the window: each object pixel becomes the weighted mean of the patch pixels
+        landing on it. Default: every pixel weighs 1.
 
     Returns
     -------
@@ -81,8 +101,9 @@ def stitch_patches(
         landed.
     weight : (H, W) float32
         Coverage per pixel: the number of patch windows covering it (with ``"bilinear"`` a sum
-        of bilinear weights, equal to the count for integer positions); 0 where nothing landed.
-        Contributions falling outside the object are dropped.
+        of bilinear weights, equal to the count for integer positions; with ``weights``, the
+        sum of the weights landed); 0 where nothing landed. Contributions falling outside the
+        object are dropped.
     """
     arr = _as_patches(patches)
     n_patches, n = arr.shape[0], arr.shape[1]
@@ -101,8 +122,11 @@ def stitch_patches(
     if method not in ("bilinear", "nearest"):
         raise ValueError(f"method must be 'bilinear' or 'nearest'; got {method!r}")
 
+    pixel_w = _as_pixel_weights(weights, n_patches, n)
     start = (n - crop) // 2
     window = arr[:, start : start + crop, start : start + crop].astype(np.complex128)
+    if pixel_w is not None:
+        pixel_w = pixel_w[:, start : start + crop, start : start + crop]
     # Continuous object coordinate of the window's first pixel, per patch and axis.
     origin = pos - n // 2 + start
     if method == "nearest":
@@ -144,7 +168,10 @@ def stitch_patches(
             if not np.any(valid):
                 continue
             flat = (rows[:, :, None] * width + cols[:, None, :])[valid]
-            wv = np.broadcast_to(w[:, None, None], valid.shape)[valid]
+            wv = np.broadcast_to(w[:, None, None], valid.shape)
+            if pixel_w is not None:
+                wv = wv * pixel_w[lo:hi]
+            wv = wv[valid]
             v = vals[valid] * wv
             acc_re += np.bincount(flat, weights=v.real, minlength=size)
             acc_im += np.bincount(flat, weights=v.imag, minlength=size)
@@ -217,3 +244,61 @@ def illuminated_crop(N: int) -> int:
     disc of radius ``N/4`` (the inscribed square has side ``N / (2 sqrt 2)``): ``N // 4``, at
     least 1. With the test grid's step of ``N/4`` these windows tile the scan area."""
     return max(1, int(N) // 4)
+
+
+def illumination(probe, offsets) -> np.ndarray:
+    """How strongly each pixel of a sample's object patch was lit: ``(B, N, N)`` float64.
+
+    Parameters
+    ----------
+    probe : (N, N) complex
+        The illumination.
+    offsets : (B, 1, 2, C) or (B, 2, C) float, pixels, (row, col)
+        Each pattern's position relative to its group's centre (``coords_relative`` of
+        :class:`ptycho.simulation.DiffractionData`; zero for gridsize 1).
+
+    Returns
+    -------
+    (B, N, N) float64
+        ``sum_c |P(r - o_c)|**2``: the probe intensity of each of the group's ``C`` patterns
+        on the patch centred on the group, shifted by its offset (bilinear, zero outside).
+        As ``weights`` of :func:`stitch_patches` it averages overlapping patches as the
+        object update of ePIE-type ptychography does, each pixel by how many photons saw it.
+    """
+    intensity = np.abs(np.asarray(probe)) ** 2
+    if intensity.ndim != 2 or intensity.shape[0] != intensity.shape[1]:
+        raise ValueError(f"probe must be square (N, N); got shape {np.shape(probe)}")
+    off = np.asarray(offsets, dtype=np.float64)
+    if off.ndim == 4 and off.shape[1] == 1:
+        off = off[:, 0]
+    if off.ndim != 3 or off.shape[1] != 2:
+        raise ValueError("offsets must have shape (B, 1, 2, C) or (B, 2, C); "
+                         f"got {np.shape(offsets)}")
+    n = intensity.shape[0]
+    out = np.zeros((off.shape[0], n, n))
+    cache: dict[tuple[float, float], np.ndarray] = {}
+    for b in range(off.shape[0]):
+        for c in range(off.shape[2]):
+            key = (float(off[b, 0, c]), float(off[b, 1, c]))
+            if key not in cache:
+                cache[key] = _shifted(intensity, *key)
+            out[b] += cache[key]
+    return out
+
+
+def _shifted(image: np.ndarray, dr: float, dc: float) -> np.ndarray:
+    """``image`` moved by ``(dr, dc)`` pixels: ``out[i, j] = image[i - dr, j - dc]``, bilinear,
+    zero where it reads outside."""
+    n_r, n_c = image.shape
+    padded = np.pad(image, 1)
+    rows = np.arange(n_r) - dr
+    cols = np.arange(n_c) - dc
+    r0, c0 = np.floor(rows), np.floor(cols)
+    fr, fc = (rows - r0)[:, None], (cols - c0)[None, :]
+    # Indices into the padded image; reads outside it are clipped onto its zero border.
+    ri = np.clip(r0.astype(np.int64) + 1, 0, n_r + 1)
+    ci = np.clip(c0.astype(np.int64) + 1, 0, n_c + 1)
+    rj = np.clip(ri + 1, 0, n_r + 1)
+    cj = np.clip(ci + 1, 0, n_c + 1)
+    return ((1 - fr) * (1 - fc) * padded[np.ix_(ri, ci)] + (1 - fr) * fc * padded[np.ix_(ri, cj)]
+            + fr * (1 - fc) * padded[np.ix_(rj, ci)] + fr * fc * padded[np.ix_(rj, cj)])

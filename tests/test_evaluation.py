@@ -20,7 +20,7 @@ from ptycho.evaluation import (
     image_metrics,
     remove_global_phase,
 )
-from ptycho.stitching import covered_region, stitch_patches
+from ptycho.stitching import covered_region, illumination, stitch_patches
 
 
 # --------------------------------------------------------------------------------------------
@@ -100,6 +100,52 @@ def test_stitch_weights_count_overlaps_hand_example():
     # Contributions outside the object are dropped, not wrapped.
     obj2, weight2 = stitch_patches(patches[:1], [[0, 0]], (5, 5))
     assert weight2.sum() == 1 and weight2[0, 0] == 1 and obj2[0, 0] == 1
+
+
+def test_stitch_pixel_weights_give_the_weighted_mean_hand_example():
+    # The hand example's first two patches, the second weighing 3 at every pixel but one.
+    patches = np.zeros((2, 4, 4), dtype=np.complex64)
+    patches[0] = 1.0
+    patches[1] = 3.0
+    w = np.ones((2, 4, 4))
+    w[1] = 3.0
+    w[1, 2, 1] = 0.0  # lands on object pixel (2, 2): only patch 0 counts there
+    pos = np.array([[2, 2], [2, 3]], dtype=float)
+    obj, weight = stitch_patches(patches, pos, (5, 5), weights=w)
+    assert obj[1, 2] == pytest.approx((1 + 3 * 3) / 4)  # both land: (1*1 + 3*3) / (1 + 3)
+    assert weight[1, 2] == pytest.approx(4) and weight[2, 2] == pytest.approx(1)
+    assert obj[2, 2] == pytest.approx(1.0)
+    assert obj[1, 3] == pytest.approx(3.0)  # patch 1 alone: its weight cancels
+    # Equal weights everywhere are the unweighted stitch; an (N, N) array is shared.
+    plain, plain_w = stitch_patches(patches, pos, (5, 5))
+    same, same_w = stitch_patches(patches, pos, (5, 5), weights=np.full((4, 4), 2.0))
+    np.testing.assert_allclose(same, plain, rtol=1e-6)
+    np.testing.assert_allclose(same_w, 2 * plain_w, rtol=1e-6)
+    for bad in (np.ones((3, 3)), -np.ones((4, 4)), np.full((4, 4), np.nan)):
+        with pytest.raises(ValueError, match="weights"):
+            stitch_patches(patches, pos, (5, 5), weights=bad)
+
+
+def test_illumination_is_each_patterns_probe_intensity_at_its_offset():
+    n = 16
+    probe = np.zeros((n, n), np.complex64)
+    probe[6:10, 7:9] = 2.0 + 1.0j  # |P|^2 = 5 on a 4 x 2 block
+    gs1 = illumination(probe, np.zeros((3, 1, 2, 1)))
+    assert gs1.shape == (3, n, n)
+    np.testing.assert_allclose(gs1[1], np.abs(probe) ** 2)
+    offsets = np.array([[[-2.0, 2.0], [3.0, -1.0]]])  # (B=1, 2, C=2): rows, then cols
+    lit = illumination(probe, offsets[:, None])
+    expected = np.zeros((n, n))
+    expected[4:8, 10:12] += 5.0  # the first pattern: 2 up, 3 right
+    expected[8:12, 6:8] += 5.0  # the second: 2 down, 1 left
+    np.testing.assert_allclose(lit[0], expected)
+    half = illumination(probe, np.array([[[[0.5]], [[0.0]]]]).reshape(1, 1, 2, 1))
+    assert half[0].sum() == pytest.approx(np.sum(np.abs(probe) ** 2))  # inside: kept
+    np.testing.assert_allclose(half[0, 6, 7:9], 2.5)  # the first row half lit
+    far = illumination(probe, np.full((1, 1, 2, 1), 40.0))
+    assert not far.any()  # moved off the patch: zero, not wrapped
+    with pytest.raises(ValueError, match="offsets"):
+        illumination(probe, np.zeros((3, 2)))
 
 
 def test_stitch_accepts_model_shapes():
