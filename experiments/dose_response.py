@@ -64,8 +64,9 @@ def score_patches(patches, data) -> tuple[dict[str, float], dict[str, np.ndarray
     central ``N/2`` window weighted by the illumination its group received,
     :func:`ptycho.stitching.illumination`, where the first uses ``N/4`` windows that tile
     without overlap) and the arrays saved as the arm's ``.npz``: the stitched
-    reconstruction (``amplitude``, ``phase`` after removing the global phase offset) and the
-    ground truth (``true_amplitude``, ``true_phase``) on the scored region, ``(H, W)`` float32.
+    reconstruction (``amplitude``, ``phase`` after removing the global phase offset; the
+    illumination-weighted one as ``amplitude_illum``, ``phase_illum``) and the ground truth
+    (``true_amplitude``, ``true_phase``) on the scored region, ``(H, W)`` float32.
     """
     from ptycho import train_pinn
     from ptycho.evaluation import evaluate_reconstruction, remove_global_phase
@@ -79,9 +80,11 @@ def score_patches(patches, data) -> tuple[dict[str, float], dict[str, np.ndarray
     metrics.update(upstream_scores(estimate, truth))
     lit, _ = stitch_patches(patches, centres, data.obj.shape,
                             weights=illumination(data.probe, data.coords_relative))
-    lit_scores = upstream_scores(remove_global_phase(lit[region], truth), truth)
+    lit = remove_global_phase(lit[region], truth)
+    lit_scores = upstream_scores(lit, truth)
     metrics.update({f"{key}_illum": lit_scores[key] for key in ILLUM_SCORES})
     arrays = {"amplitude": np.abs(estimate), "phase": np.angle(estimate),
+              "amplitude_illum": np.abs(lit), "phase_illum": np.angle(lit),
               "true_amplitude": np.abs(truth), "true_phase": np.angle(truth)}
     return metrics, {k: v.astype(np.float32) for k, v in arrays.items()}
 

@@ -124,7 +124,9 @@ def test_illumination_weighted_stitching_averages_what_the_windows_do_not():
     data, _ = simulate_unit(ModelConfig(N=32, gridsize=1), 1e6,
                             SimulationConfig(object_size=96, n_train=64, scan="grid"))
     truth = data.patches[..., :1]
-    exact, _ = score_patches(truth, data)
+    exact, arrays = score_patches(truth, data)
+    assert {"amplitude_illum", "phase_illum"} <= set(arrays)
+    assert arrays["amplitude_illum"].shape == arrays["true_amplitude"].shape
     for key in ("amp_norm_ssim", "phase_plane_ssim"):
         assert exact[key] > 0.99 and exact[f"{key}_illum"] > 0.99, (key, exact)
     assert set(ILLUM_SCORES) <= set(exact) and all(f"{k}_illum" in exact for k in ILLUM_SCORES)
