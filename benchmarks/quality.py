@@ -13,7 +13,8 @@ another heavy job runs.
         [--target 0.7] [--threads 2] [--csv out.csv] [--save DIR]
 
 ``--save DIR`` writes each arm's final reconstruction of both scans, ``<arm>_<mode>.npz`` (the
-arrays of an arm's artifact: ``amplitude``, ``phase``, ``true_amplitude``, ``true_phase``) and
+arrays of an arm's artifact: ``amplitude``, ``phase``, their illumination-weighted stitching
+``amplitude_illum``, ``phase_illum``, and ``true_amplitude``, ``true_phase``) and
 ``<arm>_<mode>.png`` (truth and reconstruction, amplitude and phase), to look at.
 
 ``KEY=VALUE`` overrides the sweep file as on ``ptycho-sweep run`` (``'arms.loss=["mae"]'``).

@@ -62,7 +62,8 @@ def test_quality_benchmark_prints_both_modes_and_applies_overrides(tmp_path):
     stem = tmp_path / "recon" / "N16_g2_p1e+09_mae_s0"
     for mode in ("same", "new"):
         with np.load(f"{stem}_{mode}.npz") as z:
-            assert set(z.files) == {"amplitude", "phase", "true_amplitude", "true_phase"}
+            assert set(z.files) == {"amplitude", "phase", "amplitude_illum", "phase_illum",
+                                    "true_amplitude", "true_phase"}
             assert z["amplitude"].shape == z["true_amplitude"].shape
         assert Path(f"{stem}_{mode}.png").stat().st_size > 1000
 
