@@ -295,10 +295,10 @@ def _shifted(image: np.ndarray, dr: float, dc: float) -> np.ndarray:
     cols = np.arange(n_c) - dc
     r0, c0 = np.floor(rows), np.floor(cols)
     fr, fc = (rows - r0)[:, None], (cols - c0)[None, :]
-    # Indices into the padded image; reads outside it are clipped onto its zero border.
-    ri = np.clip(r0.astype(np.int64) + 1, 0, n_r + 1)
-    ci = np.clip(c0.astype(np.int64) + 1, 0, n_c + 1)
-    rj = np.clip(ri + 1, 0, n_r + 1)
-    cj = np.clip(ci + 1, 0, n_c + 1)
+    # Indices into the padded image of the two neighbours along each axis; reads outside it
+    # are clipped onto its zero border (each neighbour on its own, so none wraps back in).
+    r0, c0 = r0.astype(np.int64), c0.astype(np.int64)
+    ri, rj = np.clip(r0 + 1, 0, n_r + 1), np.clip(r0 + 2, 0, n_r + 1)
+    ci, cj = np.clip(c0 + 1, 0, n_c + 1), np.clip(c0 + 2, 0, n_c + 1)
     return ((1 - fr) * (1 - fc) * padded[np.ix_(ri, ci)] + (1 - fr) * fc * padded[np.ix_(ri, cj)]
             + fr * (1 - fc) * padded[np.ix_(rj, ci)] + fr * fc * padded[np.ix_(rj, cj)])

@@ -142,8 +142,14 @@ def test_illumination_is_each_patterns_probe_intensity_at_its_offset():
     half = illumination(probe, np.array([[[[0.5]], [[0.0]]]]).reshape(1, 1, 2, 1))
     assert half[0].sum() == pytest.approx(np.sum(np.abs(probe) ** 2))  # inside: kept
     np.testing.assert_allclose(half[0, 6, 7:9], 2.5)  # the first row half lit
-    far = illumination(probe, np.full((1, 1, 2, 1), 40.0))
-    assert not far.any()  # moved off the patch: zero, not wrapped
+    for shift in (40.0, -40.0, 20.5, -20.5):  # moved off the patch: zero, nothing wraps
+        assert not illumination(probe, np.full((1, 1, 2, 1), shift)).any(), shift
+    edge = np.zeros((n, n))
+    edge[0, :] = 1.0  # lit along the first row only
+    down = illumination(edge, np.array([4.5, 0.0]).reshape(1, 1, 2, 1))[0]
+    assert not down[:4].any()  # rows that read above the patch: zero, not the first row
+    np.testing.assert_allclose(down[4:6], 0.5)  # row 0 half-way between rows 4 and 5
+    assert not down[6:].any()
     with pytest.raises(ValueError, match="offsets"):
         illumination(probe, np.zeros((3, 2)))
 
