@@ -109,6 +109,17 @@ _DIR_COMMANDS = {
 
 
 
+def _positive_int(text: str) -> int:
+    """An argparse type: an integer of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``ptycho-sweep``."""
     p = argparse.ArgumentParser(
@@ -164,6 +175,10 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (summary, description, examples) in _DIR_COMMANDS.items():
         sp = command(name, summary, description, examples)
         sp.add_argument("dir", help="sweep output directory (the --out of run)")
+        if name == "plot":
+            sp.add_argument("--max-rows", type=_positive_int, default=12, metavar="K",
+                            help="reconstructions.png shows the first K rows (N / gridsize / "
+                                 "series; default 12) and says how many it left out")
 
     merge = sub.add_parser(
         "merge", help="one output directory from sweeps run in parts", parents=[verbosity],
@@ -294,7 +309,7 @@ def _cmd_plot(args: argparse.Namespace) -> int:
     paths = OutputPaths(args.dir)
     df = load_results(paths.root)
     print(f"saved {plot_dose_response(df, paths.dose_response_png, paths.sweep_toml)}")
-    recon = plot_reconstructions(paths.root)
+    recon = plot_reconstructions(paths.root, max_rows=args.max_rows)
     print(f"saved {recon}" if recon else "no reconstruction artifacts (units/*/artifacts/"
                                          "<arm_id>.npz); reconstructions.png skipped")
     curves = plot_training_curves(paths.root)

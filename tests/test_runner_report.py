@@ -79,6 +79,21 @@ def test_plot(finished, capsys):
     assert "saved" in capsys.readouterr().out
 
 
+def test_plot_max_rows_sets_the_reconstruction_panel_rows(finished, monkeypatch):
+    import runner.report
+
+    seen = []
+    real = runner.report.plot_reconstructions
+    monkeypatch.setattr(runner.report, "plot_reconstructions",
+                        lambda out, **kw: seen.append(kw) or real(out, **kw))
+    assert cli.main(["plot", str(finished), "--max-rows", "2"]) == 0
+    assert cli.main(["plot", str(finished)]) == 0
+    assert seen == [{"max_rows": 2}, {"max_rows": 12}]
+    for bad in ("0", "x"):  # a usage error, before anything is drawn
+        assert cli.main(["plot", str(finished), "--max-rows", bad]) == 2
+    assert len(seen) == 2
+
+
 def test_plot_without_artifacts_skips_the_panel(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("PYTHONPATH", tasks_pythonpath())
     monkeypatch.setenv("RUNNER_TEST_NO_NPZ", "1")
