@@ -130,6 +130,10 @@ def test_illumination_weighted_stitching_averages_what_the_windows_do_not():
     for key in ("amp_norm_ssim", "phase_plane_ssim"):
         assert exact[key] > 0.99 and exact[f"{key}_illum"] > 0.99, (key, exact)
     assert set(ILLUM_SCORES) <= set(exact) and all(f"{k}_illum" in exact for k in ILLUM_SCORES)
+    from runner.schema import METRICS  # the columns the task writes are the ones declared
+
+    assert {k for k in exact if k.endswith("_illum")} == {k for k in METRICS
+                                                           if k.endswith("_illum")}
     noise = np.random.default_rng(0).normal(0, 0.05, truth.shape)
     noisy, _ = score_patches((truth * (1 + noise)).astype(np.complex64), data)
     assert noisy["amp_norm_ssim_illum"] > noisy["amp_norm_ssim"] + 0.03, noisy  # 0.84, 0.80
