@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .diffsim import extract_patches
+
 __all__ = ["stitch_patches", "covered_region", "illuminated_crop", "illumination"]
 
 # Tolerance on coverage weights (bilinear weights sum to integers only up to rounding).
@@ -261,7 +263,8 @@ def illumination(probe, offsets) -> np.ndarray:
     -------
     (B, N, N) float64
         ``sum_c |P(r - o_c)|**2``: the probe intensity of each of the group's ``C`` patterns
-        on the patch centred on the group, shifted by its offset (bilinear, zero outside).
+        on the patch centred on the group, shifted by its offset (bilinear, zero outside:
+        :func:`ptycho.diffsim.extract_patches`).
         As ``weights`` of :func:`stitch_patches` it averages overlapping patches as the
         object update of ePIE-type ptychography does, each pixel by how many photons saw it.
     """
@@ -274,31 +277,8 @@ def illumination(probe, offsets) -> np.ndarray:
     if off.ndim != 3 or off.shape[1] != 2:
         raise ValueError("offsets must have shape (B, 1, 2, C) or (B, 2, C); "
                          f"got {np.shape(offsets)}")
+    # Pattern c lights patch pixel (i, j) with |P|^2 at (i - o_row, j - o_col): the patch of
+    # |P|^2 centred on N//2 - o (bilinear, zero outside), as the simulation cuts object patches.
     n = intensity.shape[0]
-    out = np.zeros((off.shape[0], n, n))
-    cache: dict[tuple[float, float], np.ndarray] = {}
-    for b in range(off.shape[0]):
-        for c in range(off.shape[2]):
-            key = (float(off[b, 0, c]), float(off[b, 1, c]))
-            if key not in cache:
-                cache[key] = _shifted(intensity, *key)
-            out[b] += cache[key]
-    return out
-
-
-def _shifted(image: np.ndarray, dr: float, dc: float) -> np.ndarray:
-    """``image`` moved by ``(dr, dc)`` pixels: ``out[i, j] = image[i - dr, j - dc]``, bilinear,
-    zero where it reads outside."""
-    n_r, n_c = image.shape
-    padded = np.pad(image, 1)
-    rows = np.arange(n_r) - dr
-    cols = np.arange(n_c) - dc
-    r0, c0 = np.floor(rows), np.floor(cols)
-    fr, fc = (rows - r0)[:, None], (cols - c0)[None, :]
-    # Indices into the padded image of the two neighbours along each axis; reads outside it
-    # are clipped onto its zero border (each neighbour on its own, so none wraps back in).
-    r0, c0 = r0.astype(np.int64), c0.astype(np.int64)
-    ri, rj = np.clip(r0 + 1, 0, n_r + 1), np.clip(r0 + 2, 0, n_r + 1)
-    ci, cj = np.clip(c0 + 1, 0, n_c + 1), np.clip(c0 + 2, 0, n_c + 1)
-    return ((1 - fr) * (1 - fc) * padded[np.ix_(ri, ci)] + (1 - fr) * fc * padded[np.ix_(ri, cj)]
-            + fr * (1 - fc) * padded[np.ix_(rj, ci)] + fr * fc * padded[np.ix_(rj, cj)])
+    centres = n // 2 - np.moveaxis(off, 1, 2)  # (B, C, 2)
+    return extract_patches(intensity, centres, n).real.astype(np.float64).sum(axis=1)
