@@ -13,7 +13,11 @@ Next to each SSIM and PSNR there is a ``*_baseline`` column: the same score for 
 (the mean amplitude everywhere, a flat phase), so a table says at a glance whether a model
 learnt anything. FRC50 is also given as a resolution length: ``*_frc50_px``, the half period in
 pixels of the spatial frequency where the FRC drops below 0.5 (``1 / (2 frc50)``; 1 px at
-Nyquist, smaller is better).
+Nyquist, smaller is better). ``*_r`` is the Pearson correlation of estimate and truth over the
+region: scale- and offset-free, 0 for a constant image (so it needs no baseline column), and
+not dominated by flat background as SSIM's 7-pixel windows are on a faint sample, where a
+noisy but correlated reconstruction can score below the constant image (docs/quality.md,
+round 19).
 
 Images are ``(H, W)``; scores are plain floats; phase in radians. Imports no TensorFlow.
 """
@@ -26,14 +30,14 @@ import numpy as np
 
 from .evaluation import image_metrics, phase_near, remove_global_phase
 
-__all__ = ["SCORE_KEYS", "plane_removed", "frc50_px", "upstream_scores"]
+__all__ = ["SCORE_KEYS", "plane_removed", "frc50_px", "pearson_r", "upstream_scores"]
 
 #: Keys of :func:`upstream_scores`, in order.
 SCORE_KEYS = (
     "amp_norm_ssim", "amp_norm_ssim_baseline", "amp_norm_psnr", "amp_norm_psnr_baseline",
-    "amp_norm_frc50", "amp_frc50_px",
+    "amp_norm_frc50", "amp_frc50_px", "amp_norm_r",
     "phase_plane_ssim", "phase_plane_ssim_baseline", "phase_plane_psnr",
-    "phase_plane_psnr_baseline", "phase_plane_frc50", "phase_frc50_px",
+    "phase_plane_psnr_baseline", "phase_plane_frc50", "phase_frc50_px", "phase_plane_r",
 )
 
 
@@ -54,13 +58,30 @@ def frc50_px(frc50: float) -> float:
     return math.inf if frc50 <= 0 else 1.0 / (2.0 * frc50)
 
 
+def pearson_r(est, ref) -> float:
+    """Pearson correlation of two real images of equal shape over all pixels.
+
+    0.0 when either is constant, i.e. its peak-to-peak range is at most ``1e-6 * max(1,
+    max|x|)``: a constant image carries no information about ``ref``, and the rounding left in
+    a float32 constant (e.g. a flat phase after :func:`ptycho.evaluation.phase_near`) must not
+    correlate by chance. Meant for the unit-scale images scored here (amplitude / its mean,
+    phase in radians).
+    """
+    a = np.asarray(est, dtype=np.float64).ravel()
+    b = np.asarray(ref, dtype=np.float64).ravel()
+    if any(np.ptp(x) <= 1e-6 * max(1.0, float(np.abs(x).max())) for x in (a, b)):
+        return 0.0
+    a, b = a - a.mean(), b - b.mean()
+    return float(a @ b) / math.sqrt(float(a @ a) * float(b @ b))
+
+
 def _pair(est, ref, range_ref) -> dict[str, float]:
-    """SSIM/PSNR/FRC50 of ``est`` and of a constant image against ``ref``."""
+    """SSIM/PSNR/FRC50/r of ``est``, and SSIM/PSNR of a constant image, against ``ref``."""
     data_range = float(np.ptp(range_ref)) or 1.0
     got = image_metrics(est, ref, data_range=data_range)
     base = image_metrics(np.full_like(ref, float(np.mean(ref))), ref, data_range=data_range)
     return {"ssim": got["ssim"], "ssim_baseline": base["ssim"], "psnr": got["psnr"],
-            "psnr_baseline": base["psnr"], "frc50": got["frc50"]}
+            "psnr_baseline": base["psnr"], "frc50": got["frc50"], "r": pearson_r(est, ref)}
 
 
 def upstream_scores(est_obj, ref_obj) -> dict[str, float]:

@@ -72,15 +72,16 @@ ARM_SETTINGS = tuple(col for col, (section, _) in PROVENANCE_SETTINGS.items()
 #: Where a cluster backend ran the arm (the Dask worker's address; NA for local runs).
 PLACEMENT = {"dask_worker": "string"}
 #: The default task's metrics (``experiments.dose_response``), in the order reports show them:
-#: upstream-style scores with their constant-image baselines, resolutions in pixels, three of
-#: them for the illumination-weighted stitching (``*_illum``, same region and baselines), the raw
+#: upstream-style scores with their constant-image baselines, resolutions in pixels and the
+#: Pearson correlations with the truth (a constant image's is 0); three of them again for the
+#: illumination-weighted stitching (``*_illum``, same region and baselines); the raw
 #: scores, the final losses (in each loss's own units: not comparable across losses), and the
 #: stopping rule: the held-out photons' Poisson NLL of the weights scored, the epoch scored and
 #: the epochs run (the fraction of photons held out is a setting: :data:`PROVENANCE`).
 METRICS = {name: "float64" for name in (
     "amp_norm_ssim", "amp_norm_ssim_baseline", "amp_norm_psnr", "amp_norm_psnr_baseline",
     "amp_frc50_px", "phase_plane_ssim", "phase_plane_ssim_baseline", "phase_plane_psnr",
-    "phase_plane_psnr_baseline", "phase_frc50_px",
+    "phase_plane_psnr_baseline", "phase_frc50_px", "amp_norm_r", "phase_plane_r",
     "amp_norm_ssim_illum", "amp_frc50_px_illum", "phase_plane_ssim_illum",
     "amp_psnr", "amp_ssim", "phase_psnr", "phase_ssim", "amp_frc50", "phase_frc50",
     "amp_mae", "phase_mae", "amp_mse", "phase_mse", "final_loss", "final_val_loss",

@@ -134,6 +134,8 @@ def test_illumination_weighted_stitching_averages_what_the_windows_do_not():
 
     assert {k for k in exact if k.endswith("_illum")} == {k for k in METRICS
                                                            if k.endswith("_illum")}
+    assert {"amp_norm_r", "phase_plane_r"} <= set(exact) & set(METRICS)
+    assert exact["amp_norm_r"] > 0.99 and exact["phase_plane_r"] > 0.99, exact
     noise = np.random.default_rng(0).normal(0, 0.05, truth.shape)
     noisy, _ = score_patches((truth * (1 + noise)).astype(np.complex64), data)
     assert noisy["amp_norm_ssim_illum"] > noisy["amp_norm_ssim"] + 0.03, noisy  # 0.84, 0.80

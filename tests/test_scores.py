@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from ptycho.objects import lines_object
-from ptycho.scores import SCORE_KEYS, frc50_px, plane_removed, upstream_scores
+from ptycho.scores import SCORE_KEYS, frc50_px, pearson_r, plane_removed, upstream_scores
 
 
 @pytest.fixture(scope="module")
@@ -69,3 +69,26 @@ def test_an_empty_estimate_does_not_score_a_perfect_phase():
     assert e["phase_ssim"] < 0.5 and e["phase_mae"] > 0.1
     # an exact estimate still scores perfectly, also where wraps would otherwise count
     assert upstream_scores(truth * np.exp(2j * np.pi), truth)["phase_plane_ssim"] > 0.999
+
+
+def test_correlation_is_one_for_the_truth_zero_for_a_constant_and_ignores_scale(truth):
+    rows, cols = np.indices(truth.shape)
+    distorted = 3.0 * truth * np.exp(1j * (0.7 + 0.05 * rows - 0.03 * cols))
+    assert upstream_scores(distorted, truth)["amp_norm_r"] == pytest.approx(1.0)
+    assert upstream_scores(distorted, truth)["phase_plane_r"] == pytest.approx(1.0)
+    const = np.full(truth.shape, np.abs(truth).mean(), np.complex64)
+    s = upstream_scores(const, truth)
+    assert s["amp_norm_r"] == 0.0 and s["phase_plane_r"] == 0.0
+    assert pearson_r(np.arange(9.0), -2 * np.arange(9.0) + 1) == pytest.approx(-1.0)
+
+
+def test_a_noisy_faint_reconstruction_is_below_the_constant_in_ssim_but_correlated():
+    """Why ``*_r`` exists: on a faint sample (amplitude 0.5 to 0.55) SSIM's 7-pixel windows
+    are mostly flat background, where a constant image scores well and independent pixel noise
+    badly; a reconstruction that carries the lines, plus noise, scores below the constant
+    image's SSIM while its correlation with the truth is clearly positive."""
+    faint = lines_object(64, seed=3, amp_contrast=0.1, max_phase=np.pi / 40)
+    noisy = np.abs(faint) + 0.05 * np.random.default_rng(0).standard_normal(faint.shape)
+    s = upstream_scores(noisy * np.exp(1j * np.angle(faint)), faint)
+    assert s["amp_norm_ssim"] < s["amp_norm_ssim_baseline"]
+    assert s["amp_norm_r"] > 0.15
