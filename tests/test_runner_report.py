@@ -124,7 +124,7 @@ def _table(failed=(), seeds=(0, 1)) -> pd.DataFrame:
                         "amp_frc50_px": 10 / q, "phase_plane_ssim": q,
                         "phase_plane_ssim_baseline": 0.0, "phase_plane_psnr": 18 * q,
                         "phase_plane_psnr_baseline": 11.0, "phase_frc50_px": 8 / q,
-                        "final_loss": 1 / q}
+                        "amp_norm_r": q, "phase_plane_r": q - 0.1, "final_loss": 1 / q}
                     rows.append({"sweep": "figs", "arm_id": f"{n}{loss}{p:.0e}{seed}",
                                  "unit_id": f"N{n}_{p:.0e}", "N": n, "gridsize": 1,
                                  "nphotons": p, "loss": loss, "seed": seed, "status": status,
@@ -146,13 +146,18 @@ def test_dose_response_figure_explains_itself(tmp_path):
                         (16, "nll", 1e8, 1, "crashed")])
     fig = dose_response_figure(df)
     shown = [ax for ax in fig.axes if ax.get_visible() and ax.get_xlabel()]
-    assert len(shown) == 8  # SSIM, PSNR, FRC50 for amplitude and phase; one loss panel each
+    assert len(shown) == 10  # SSIM, PSNR, FRC50, r for amplitude and phase; a loss panel each
     assert {ax.get_xlabel() for ax in shown} == {"dose (photons per pattern)"}
     assert {ax.get_xscale() for ax in shown} == {"log"}
     ylabels = {ax.get_ylabel() for ax in shown}
     assert {"SSIM (1 = perfect)", "PSNR (dB)", "FRC50 (pixels, log; lower is better)",
-            "nll loss (its own units)", "mae loss (its own units)"} == ylabels
+            "Pearson r (constant image: 0)", "nll loss (its own units)",
+            "mae loss (its own units)"} == ylabels
     assert sum("FRC" in ax.get_title() for ax in shown) == 2
+    for ax in (ax for ax in shown if "correlation" in ax.get_title()):  # constant image: 0
+        assert [list(line.get_ydata()) for line in ax.get_lines()
+                if line.get_linestyle() == "--"] == [[0.0, 0.0]]
+        assert len([line for line in ax.get_lines() if line.get_marker() == "o"]) == 2
     # one legend, outside the data panels; colours for N / gridsize, styles for the losses
     (legend,) = _legends(fig)
     labels = [t.get_text() for t in legend.get_texts()]
@@ -324,7 +329,7 @@ def test_dose_response_when_every_arm_failed():
                              "seed"]].assign(status="timeout")
     fig = dose_response_figure(df)
     shown = [ax for ax in fig.axes if ax.get_visible() and ax.get_xlabel()]
-    assert len(shown) == 8 and all(_x_markers(ax) == {1e4, 1e6, 1e8} for ax in shown)
+    assert len(shown) == 10 and all(_x_markers(ax) == {1e4, 1e6, 1e8} for ax in shown)
     assert "no value of amp_norm_ssim" in [t.get_text() for t in shown[0].texts]
 
 

@@ -1,5 +1,5 @@
-"""The dose-response figure: SSIM, PSNR (dB) and FRC50 (pixels) of amplitude and phase against
-the dose, and the final training loss per loss function (see :mod:`runner.plots`). One line per
+"""The dose-response figure: SSIM, PSNR (dB), FRC50 (pixels) and the correlation with the truth
+of amplitude and phase against the dose, and the final training loss per loss function (see :mod:`runner.plots`). One line per
 N / gridsize (colour) and series (line style: the loss and the values of the settings varied
 between arms, :mod:`runner.series`); where settings vary and the arms held photons out, one
 more line per loss joins the arms those photons choose at each dose."""
@@ -20,14 +20,19 @@ _PANELS = (
      ("amp_norm_psnr", "amp_norm_psnr_baseline", "amplitude PSNR (amplitude / its mean)",
       "PSNR (dB)"),
      ("amp_frc50_px", None, "amplitude resolution: FRC = 0.5",
-      "FRC50 (pixels, log; lower is better)")),
+      "FRC50 (pixels, log; lower is better)"),
+     ("amp_norm_r", None, "amplitude: correlation with the truth",
+      "Pearson r (constant image: 0)")),
     (("phase_plane_ssim", "phase_plane_ssim_baseline", "phase SSIM (best-fit plane removed)",
       "SSIM (1 = perfect)"),
      ("phase_plane_psnr", "phase_plane_psnr_baseline", "phase PSNR (best-fit plane removed)",
       "PSNR (dB)"),
      ("phase_frc50_px", None, "phase resolution: FRC = 0.5",
-      "FRC50 (pixels, log; lower is better)")),
+      "FRC50 (pixels, log; lower is better)"),
+     ("phase_plane_r", None, "phase: correlation with the truth",
+      "Pearson r (constant image: 0)")),
 )
+_COLS = len(_PANELS[0])
 _STYLES = (("-", "o"), (":", "s"), ("-.", "^"), ((0, (5, 1, 1, 1, 1, 1)), "D"))
 _MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 _BASELINE_STYLE = "--"
@@ -119,29 +124,31 @@ def dose_response_figure(df, sweep_toml: str | Path | None = None):
     chosen = sorted({str(v) for v in df["series"].dropna()} - set(names))
     configs = sorted({(int(n), int(g)) for n, g in zip(df["N"], df["gridsize"], strict=True)})
     colours = {c: f"C{i % 10}" for i, c in enumerate(configs)}
-    n_loss_panels = min(max(len(losses), 1), 3)
-    fig = _figure(15, 12.5)
-    axes = fig.subplots(3, 3)
+    n_loss_panels = min(max(len(losses), 1), _COLS - 1)  # and the legend
+    fig = _figure(19, 12.5)
+    axes = fig.subplots(3, _COLS)
     doses = sorted(df["nphotons"].dropna().unique()) if len(df) else [1.0]
     failed = False
-    panels = [(ax, *spec) for row, specs in zip(axes, _PANELS, strict=False)
+    panels = [(ax, *spec, None) for row, specs in zip(axes, _PANELS, strict=False)
               for ax, spec in zip(row, specs, strict=True)]
     panels += [(axes[2, i], "final_loss", None, f"final training loss: {loss}",
-                f"{loss} loss (its own units)") for i, loss in enumerate(losses[:3])]
-    for i, (ax, metric, base, title, ylabel) in enumerate(panels):
+                f"{loss} loss (its own units)", loss)
+               for i, loss in enumerate(losses[:n_loss_panels])]
+    for ax, metric, base, title, ylabel, loss in panels:
         ax.set_xscale("log")
         ax.set_xlim(doses[0] / 2, doses[-1] * 2)
         ax.set_xlabel(_DOSE_LABEL)
         ax.set_ylabel(ylabel)
         ax.set_title(title, fontsize="medium")
         ax.grid(True, which="major", alpha=0.3)
-        only = ([n for n in names if loss_of[n] == losses[i - 6]]
-                if metric == "final_loss" else None)
+        only = [n for n in names if loss_of[n] == loss] if loss is not None else None
         if not _has(df, metric):  # still mark the failures
             ax.text(0.5, 0.5, f"no value of {metric}", ha="center", va="center",
                     transform=ax.transAxes, color="0.4")
         elif metric.endswith("_frc50_px"):  # from 2 px to "never reached" (hundreds)
             _log_y(ax)
+        elif metric.endswith("_r"):  # the constant image's value
+            ax.axhline(0.0, color="0.4", linestyle=_BASELINE_STYLE, linewidth=1.0)
         failed |= _draw_metric(ax, df, metric, colours, styles, only)
         if base is not None and _has(df, base):  # per N / gridsize: each scores its region
             ok = _numeric(df[df["status"] == "ok"], [base])
@@ -169,9 +176,8 @@ def dose_response_figure(df, sweep_toml: str | Path | None = None):
                               markeredgewidth=2))
         labels.append("an arm failed / timed out /\ncrashed at this dose (the line\n"
                       "breaks where no arm is ok)")
-    spare = axes[2, n_loss_panels] if n_loss_panels < 3 else None
-    if spare is not None:
-        spare.set_visible(True)
+    spare = axes[2, n_loss_panels]  # the legend's place
+    spare.set_visible(True)
     _legend(fig, handles, labels, spare)
     fig.suptitle(f"Reconstruction quality against dose: {_names(df)}")
     _caption(fig, df, sweep_toml, _points_note(df))
