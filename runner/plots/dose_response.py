@@ -1,8 +1,9 @@
 """The dose-response figure: SSIM, PSNR (dB), FRC50 (pixels) and the correlation with the truth
 of amplitude and phase against the dose, and the final training loss per loss function (see
-:mod:`runner.plots`). One line per N / gridsize (colour) and series (line style: the loss and the values of the settings varied
-between arms, :mod:`runner.series`); where settings vary and the arms held photons out, one
-more line per loss joins the arms those photons choose at each dose."""
+:mod:`runner.plots`). One line per N / gridsize (colour) and series (line style: the loss and
+the values of the settings varied between arms, :mod:`runner.series`); where settings vary and
+the arms held photons out, one more line per loss joins the arms those photons choose at each
+dose."""
 
 from __future__ import annotations
 
