@@ -197,6 +197,19 @@ def test_caption_says_when_points_average_different_numbers_of_seeds():
     assert "mean over 2-3 seeds" in note, note
 
 
+def test_a_metric_only_some_arms_have_says_so_on_its_panel():
+    """A study whose older arms were recorded before a column (``amp_norm_r``): its panel
+    averages fewer arms than the others and says how many; complete panels say nothing."""
+    df = _table(seeds=(0, 1))
+    df.loc[df["seed"] == 0, "amp_norm_r"] = np.nan
+    fig = dose_response_figure(df)
+    notes = {ax.get_title(): [t.get_text() for t in ax.texts] for ax in fig.axes}
+    assert notes["amplitude: correlation with the truth"] == [
+        "from 12 of 24 ok arms\n(the others were recorded without amp_norm_r)"]
+    assert notes["phase: correlation with the truth"] == []
+    assert notes["amplitude SSIM (amplitude / its mean)"] == []
+
+
 def test_a_baseline_at_one_dose_is_still_drawn():
     """A configuration with a single dose (e.g. a partial study) still shows its baseline."""
     df = _table(seeds=(0,))

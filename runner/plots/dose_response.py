@@ -121,6 +121,7 @@ def dose_response_figure(df, sweep_toml: str | Path | None = None):
     names = sorted({str(v) for v in df["series"].dropna()})
     loss_of = dict(zip(df["series"], df["loss"], strict=True))
     styles = _series_styles(df, losses, varied)
+    partial = _partial_columns(df)
     df = pd.concat([df, choose_by_holdout(df)], ignore_index=True)
     chosen = sorted({str(v) for v in df["series"].dropna()} - set(names))
     configs = sorted({(int(n), int(g)) for n, g in zip(df["N"], df["gridsize"], strict=True)})
@@ -151,6 +152,9 @@ def dose_response_figure(df, sweep_toml: str | Path | None = None):
         elif metric.endswith("_r"):  # the constant image's value
             ax.axhline(0.0, color="0.4", linestyle=_BASELINE_STYLE, linewidth=1.0)
         failed |= _draw_metric(ax, df, metric, colours, styles, only)
+        if metric in partial:  # e.g. a column added after some arms were recorded
+            ax.text(0.02, 0.98, partial[metric], transform=ax.transAxes, va="top",
+                    fontsize="small", color="0.35")
         if base is not None and _has(df, base):  # per N / gridsize: each scores its region
             ok = _numeric(df[df["status"] == "ok"], [base])
             for (n, g), grp in ok.groupby(["N", "gridsize"]):
@@ -183,6 +187,21 @@ def dose_response_figure(df, sweep_toml: str | Path | None = None):
     fig.suptitle(f"Reconstruction quality against dose: {_names(df)}")
     _caption(fig, df, sweep_toml, _points_note(df))
     return fig
+
+
+def _partial_columns(df) -> dict[str, str]:
+    """Per panel metric that only some ok arms have (arms recorded before the column
+    existed): a note saying how many, since those points average fewer seeds than the others'
+    panels."""
+    ok = df[df["status"] == "ok"] if "status" in df else df
+    notes = {}
+    for metric in (spec[0] for row in _PANELS for spec in row):
+        if metric in ok and len(ok):
+            have = int(ok[metric].notna().sum())
+            if 0 < have < len(ok):
+                notes[metric] = (f"from {have} of {len(ok)} ok arms\n(the others were recorded "
+                                 f"without {metric})")
+    return notes
 
 
 def _points_note(df) -> str:
