@@ -104,9 +104,11 @@ def main() -> None:
     from ptycho.simulation import simulate_unit
 
     unit = sweep.plan()[0]
-    train, _ = simulate_unit(unit.model_config(), unit.nphotons, unit.simulation_config())
     if unit.gridsize != 1:
-        sys.exit("shared_patch.py: gridsize 1 only (one pattern per sample)")
+        print(f"shared_patch.py: error: grid.gridsize: gridsize 1 only (one pattern per "
+              f"sample); got {unit.gridsize}", file=sys.stderr)
+        sys.exit(2)
+    train, _ = simulate_unit(unit.model_config(), unit.nphotons, unit.simulation_config())
     counts = np.square(train.X[..., 0].astype(np.float64))
     truth = train.patches[..., 0]
     n, s, probe = unit.N, train.intensity_scale, train.probe

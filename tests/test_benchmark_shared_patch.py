@@ -38,3 +38,13 @@ def test_the_fit_recovers_the_likelihood_of_a_patch_with_a_spot():
     gap = nll(flat) - nll(made)
     assert gap > 10
     assert nll(flat) - nll(fitted) > 0.95 * gap
+
+
+def test_gridsize_other_than_1_exits_2_with_one_line_before_simulating():
+    import subprocess
+
+    script = Path(shared_patch.__file__)
+    run = subprocess.run([sys.executable, str(script), "grid.gridsize=[2]"],
+                         capture_output=True, text=True, timeout=120)
+    lines = [ln for ln in run.stderr.splitlines() if "shared_patch.py" in ln]
+    assert run.returncode == 2 and len(lines) == 1 and "grid.gridsize" in lines[0], run.stderr
