@@ -68,14 +68,14 @@ def main(argv: list[str] | None = None) -> int:
         except Exception as exc:  # noqa: BLE001 - any query error is the user's input
             print(f"rescore: --where {args.where!r}: {exc}", file=sys.stderr)
             return 2
-    rows = []
+    rows, varied = [], varied_settings(df)
     for rec in df.to_dict("records"):
         npz = paths.units_dir / rec["unit_id"] / "artifacts" / f"{rec['arm_id']}.npz"
         if not npz.is_file():
             continue
         rows.append({"arm_id": rec["arm_id"], "N": rec["N"], "gridsize": rec["gridsize"],
                      "nphotons": rec["nphotons"], "loss": rec["loss"], "seed": rec["seed"],
-                     **{k: rec[k] for k in varied_settings(df)},
+                     **{k: rec[k] for k in varied},
                      "recorded_amp_norm_ssim": rec.get("amp_norm_ssim"), **rescore(npz)})
     if not rows:
         print(f"rescore: no ok arm with a saved .npz in {args.dir}", file=sys.stderr)

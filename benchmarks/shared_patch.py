@@ -38,6 +38,8 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 from _args import load_or_exit, sweep_parser  # noqa: E402
 
+from ptycho.scores import pearson_r  # noqa: E402
+
 DEFAULT_OVERRIDES = ("grid.N=[64]", "grid.gridsize=[1]", "grid.nphotons=[1e4]",
                      'arms.loss=["nll_huber"]', "arms.seed=[0]")
 
@@ -52,12 +54,14 @@ def fit_shared_patch(counts: np.ndarray, probe: np.ndarray, scale: float, start:
                      steps: int = 1500, lr: float = 0.01) -> np.ndarray:
     """The one complex patch ``(N, N)`` whose expected counts ``scale^2 |F(probe O)|^2`` best
     explain every pattern of ``counts`` ``(B, N, N)`` (DC at ``(N//2, N//2)``, unitary FFT as
-    :func:`ptycho.diffsim.diffract`); Adam on log-amplitude and phase from ``start``."""
+    :func:`ptycho.diffsim.diffract`, in TensorFlow :func:`ptycho.tf_helper.diffract`); Adam on
+    log-amplitude and phase from ``start``."""
     import tensorflow as tf
+
+    from ptycho.tf_helper import diffract
 
     y_mean = tf.constant(counts.mean(axis=0), tf.float32)  # the NLL is linear in y
     p = tf.constant(probe, tf.complex64)
-    n = probe.shape[0]
     log_amp = tf.Variable(np.log(np.abs(start)).astype(np.float32))
     phase = tf.Variable(np.angle(start).astype(np.float32))
     opt = tf.keras.optimizers.Adam(lr)
@@ -66,8 +70,8 @@ def fit_shared_patch(counts: np.ndarray, probe: np.ndarray, scale: float, start:
     def step():
         with tf.GradientTape() as tape:
             obj = tf.complex(tf.exp(log_amp), 0.0) * tf.exp(tf.complex(0.0, phase))
-            far = tf.signal.fftshift(tf.signal.fft2d(p * obj)) / n
-            lam = scale**2 * tf.abs(far) ** 2 + 1e-12
+            amp = diffract((p * obj)[None, :, :, None])[0, :, :, 0]
+            lam = scale**2 * amp**2 + 1e-12
             loss = tf.reduce_sum(lam - y_mean * tf.math.log(lam))
         grads = tape.gradient(loss, [log_amp, phase])
         opt.apply_gradients(zip(grads, [log_amp, phase], strict=True))
@@ -90,8 +94,8 @@ def tile_r(window: np.ndarray, stitched: np.ndarray) -> float:
     rs = []
     for i in range(0, stitched.shape[0] - n + 1, n):
         for j in range(0, stitched.shape[1] - n + 1, n):
-            rs.append(np.corrcoef(window.ravel(), stitched[i:i + n, j:j + n].ravel())[0, 1])
-    return float(np.nanmean(rs))
+            rs.append(pearson_r(window, stitched[i:i + n, j:j + n]))
+    return float(np.mean(rs))
 
 
 def main() -> None:
