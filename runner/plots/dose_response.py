@@ -14,7 +14,8 @@ from .common import _caption, _figure, _has, _legend, _log_y, _names, _numeric
 
 __all__ = ["plot_dose_response", "dose_response_figure"]
 
-#: Rows of the dose-response figure: (metric, its constant-image baseline, panel title, y label).
+#: Rows of the dose-response figure: (metric, its constant-image baseline: the column holding
+#: it, a fixed value, or None; panel title, y label).
 _PANELS = (
     (("amp_norm_ssim", "amp_norm_ssim_baseline", "amplitude SSIM (amplitude / its mean)",
       "SSIM (1 = perfect)"),
@@ -22,7 +23,7 @@ _PANELS = (
       "PSNR (dB)"),
      ("amp_frc50_px", None, "amplitude resolution: FRC = 0.5",
       "FRC50 (pixels, log; lower is better)"),
-     ("amp_norm_r", None, "amplitude: correlation with the truth",
+     ("amp_norm_r", 0.0, "amplitude: correlation with the truth",
       "Pearson r (constant image: 0)")),
     (("phase_plane_ssim", "phase_plane_ssim_baseline", "phase SSIM (best-fit plane removed)",
       "SSIM (1 = perfect)"),
@@ -30,7 +31,7 @@ _PANELS = (
       "PSNR (dB)"),
      ("phase_frc50_px", None, "phase resolution: FRC = 0.5",
       "FRC50 (pixels, log; lower is better)"),
-     ("phase_plane_r", None, "phase: correlation with the truth",
+     ("phase_plane_r", 0.0, "phase: correlation with the truth",
       "Pearson r (constant image: 0)")),
 )
 _COLS = len(_PANELS[0])
@@ -149,13 +150,13 @@ def dose_response_figure(df, sweep_toml: str | Path | None = None):
                     transform=ax.transAxes, color="0.4")
         elif metric.endswith("_frc50_px"):  # from 2 px to "never reached" (hundreds)
             _log_y(ax)
-        elif metric.endswith("_r"):  # the constant image's value
-            ax.axhline(0.0, color="0.4", linestyle=_BASELINE_STYLE, linewidth=1.0)
         failed |= _draw_metric(ax, df, metric, colours, styles, only)
         if metric in partial:  # e.g. a column added after some arms were recorded
             ax.text(0.02, 0.98, partial[metric], transform=ax.transAxes, va="top",
                     fontsize="small", color="0.35")
-        if base is not None and _has(df, base):  # per N / gridsize: each scores its region
+        if isinstance(base, float):  # the same for every N / gridsize
+            ax.axhline(base, color="0.4", linestyle=_BASELINE_STYLE, linewidth=1.0)
+        elif base is not None and _has(df, base):  # per N / gridsize: each scores its region
             ok = _numeric(df[df["status"] == "ok"], [base])
             for (n, g), grp in ok.groupby(["N", "gridsize"]):
                 b = grp.groupby("nphotons")[base].mean().sort_index()
